@@ -1,0 +1,34 @@
+/*
+ * file - safe file helpers: create with an explicit mode, never follow a
+ * link a user could plant, and make writes durable (write, fsync,
+ * rename, fsync the directory).
+ *
+ * All return -1 with errno set on failure (file_read_all uses EFBIG when
+ * the file is larger than max); none is fatal.
+ */
+#ifndef TERN_FILE_H
+#define TERN_FILE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+/* Create a new file for writing (O_EXCL, O_NOFOLLOW, O_CLOEXEC). */
+int	file_create(const char *path, mode_t mode);
+/* Open an existing file read-only without following a final link. */
+int	file_open_read(const char *path);
+/* write(2) until done, retrying on EINTR and short writes. */
+int	file_write_all(int fd, const void *, size_t);
+/* fsync the directory itself / the directory that holds path. */
+int	file_fsync_dir(const char *dir);
+int	file_fsync_parent(const char *path);
+/* Replace path atomically: temp file in the same folder, fsync, rename,
+ * fsync the folder. Readers see the old or the new file, never half. */
+int	file_replace(const char *path, const void *, size_t, mode_t mode);
+/* Read a whole file (at most max bytes) into out, appending. */
+int	file_read_all(const char *path, struct buf *out, size_t max);
+/* mkdir -p with mode for the folders it creates. */
+int	file_mkdirs(const char *path, mode_t mode);
+
+#endif
