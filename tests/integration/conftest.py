@@ -58,8 +58,15 @@ class Instance:
         self.user = getpass.getuser()
         self.smtp_port = free_port()
         self.proc = None
-        for d in (self.config_dir, self.queue_dir, self.data_dir, self.home):
+        self.libexec = self.root / "libexec"
+        for d in (self.config_dir, self.queue_dir, self.data_dir, self.home,
+                  self.libexec):
             d.mkdir(parents=True, exist_ok=True)
+        # master finds daemons in daemon_directory: link the built ones.
+        for prog, sub in PROGRAM_DIRS.items():
+            built = BUILD / sub / prog
+            if built.exists():
+                (self.libexec / prog).symlink_to(built)
         self.settings = {
             "myhostname": "mx.example.test",
             "mydomain": "example.test",
@@ -67,7 +74,7 @@ class Instance:
                              "example.test",
             "queue_directory": str(self.queue_dir),
             "data_directory": str(self.data_dir),
-            "daemon_directory": str(BUILD),
+            "daemon_directory": str(self.libexec),
             "mail_owner": self.user,
             "maillog_file": str(self.maillog),
             "inet_interfaces": "127.0.0.1",

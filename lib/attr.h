@@ -1,0 +1,51 @@
+/*
+ * attr - requests and replies between Tern processes (DESIGN.md §4).
+ *
+ * A message is a list of "name=value" lines ended by an empty line, over
+ * a Unix-domain stream socket; easy to read in a trace and to type from
+ * a shell (socat). Values are escaped so they fit on one line: "\\" for
+ * a backslash, "\n", "\r", "\t", and "\xHH" for other control bytes.
+ * Names are [a-z0-9_]+. The same name may appear more than once (one
+ * "rcpt=" per recipient); attrs_get() returns the first.
+ *
+ * attr_recv() reads with the stream's timeout and refuses lines longer
+ * than max_line or more than max_count attributes (STREAM_TOOLONG), so a
+ * confused peer cannot make a daemon grow without bound.
+ */
+#ifndef TERN_ATTR_H
+#define TERN_ATTR_H
+
+#include <stddef.h>
+
+struct stream;
+
+struct attr {
+	char	*name;
+	char	*value;
+};
+
+struct attrs {
+	struct attr *v;
+	size_t	 n;
+};
+
+void	attrs_init(struct attrs *);
+void	attrs_clear(struct attrs *);
+void	attrs_add(struct attrs *, const char *name, const char *value);
+void	attrs_addf(struct attrs *, const char *name, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+const char *attrs_get(const struct attrs *, const char *name);
+/* Value as a number; -1 when missing or not a plain decimal number. */
+long	attrs_get_num(const struct attrs *, const char *name);
+
+/* Write the list and its closing empty line, and flush. 0 or STREAM_*. */
+int	attr_send(struct stream *, const struct attrs *);
+/* Read one list (attrs cleared first). 0, or a STREAM_* error;
+ * STREAM_ERROR with errno EPROTO for a malformed line. */
+int	attr_recv(struct stream *, struct attrs *, size_t max_line,
+	    size_t max_count);
+
+/* Connect to a Unix socket (queue_dir/private/name etc.); fd or -1. */
+int	unix_connect(const char *path, int timeout_ms);
+
+#endif
