@@ -98,10 +98,8 @@ class Instance:
         if text is None:
             text = (
                 f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd\n"
-                "pickup    unix  n - n 60 1 pickup\n"
                 "qmgr      unix  n - n 300 1 qmgr\n"
                 "local     unix  - n n - - local\n"
-                "smtp      unix  - - n - - smtp\n"
             )
         (self.config_dir / "master.cf").write_text(text)
 
@@ -115,6 +113,29 @@ class Instance:
         return subprocess.run([binary(program), *args], input=input,
                               capture_output=True, text=True,
                               env=self.env(), timeout=timeout, check=check)
+
+    def start(self, timeout=15):
+        """`tern start`, then wait until the SMTP port answers."""
+        r = self.run("tern", "start", timeout=timeout)
+        if r.returncode != 0:
+            pytest.fail(f"tern start failed ({r.returncode}): "
+                        f"{r.stdout}{r.stderr}\nlog:\n{self.log()}")
+        self.started = True
+        self.wait_for(self.smtp_ready, timeout=timeout, what="smtpd port")
+
+    def smtp_ready(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.smtp_port),
+                                          timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, timeout=20):
+        """`tern stop`; safe to call when not running."""
+        if getattr(self, "started", False):
+            self.run("tern", "stop", timeout=timeout)
+            self.started = False
 
     def log(self):
         return self.maillog.read_text() if self.maillog.exists() else ""
@@ -132,6 +153,7 @@ class Instance:
 def instance(tmp_path):
     inst = Instance(tmp_path / "tern")
     yield inst
+    inst.stop()
     if inst.proc is not None and inst.proc.poll() is None:
         inst.proc.terminate()
         try:

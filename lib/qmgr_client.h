@@ -1,0 +1,24 @@
+/*
+ * qmgr_client - how other programs poke qmgr.
+ *
+ * qmgr listens on the Unix socket of its master.cf service: public/qmgr
+ * (or private/qmgr when master.cf marks it private). Requests use attr.h
+ * framing and get "status=0" back:
+ *	request=new	queue_id=ID	a file was committed to incoming/
+ *	request=flush	[site=DOMAIN]	retry deferred mail now
+ *	request=deliver	queue_id=ID	retry one message now
+ * A wake-up that cannot be delivered (qmgr down) is not an error for the
+ * caller: qmgr scans incoming/ when it starts and every queue_run_delay,
+ * so the message is found anyway. The functions return 0 when qmgr
+ * answered, -1 (errno set) when it could not be reached.
+ */
+#ifndef TERN_QMGR_CLIENT_H
+#define TERN_QMGR_CLIENT_H
+
+int	qmgr_notify_new(const char *queue_dir, const char *queue_id);
+int	qmgr_flush(const char *queue_dir, const char *site);
+int	qmgr_deliver_now(const char *queue_dir, const char *queue_id);
+/* Path of qmgr's socket (allocated), the one that exists, or public/. */
+char	*qmgr_socket_path(const char *queue_dir);
+
+#endif
