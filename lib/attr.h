@@ -9,8 +9,10 @@
  * "rcpt=" per recipient); attrs_get() returns the first.
  *
  * attr_recv() reads with the stream's timeout and refuses lines longer
- * than max_line or more than max_count attributes (STREAM_TOOLONG), so a
- * confused peer cannot make a daemon grow without bound.
+ * than max_line (LF not counted) or more than max_count attributes
+ * (STREAM_TOOLONG), so a confused peer cannot make a daemon grow without
+ * bound. Bytes from 0x80 up are sent as they are; "\xHH" may not be
+ * "\x00". The peer closing mid-list is STREAM_EOF.
  */
 #ifndef TERN_ATTR_H
 #define TERN_ATTR_H
@@ -45,7 +47,9 @@ int	attr_send(struct stream *, const struct attrs *);
 int	attr_recv(struct stream *, struct attrs *, size_t max_line,
 	    size_t max_count);
 
-/* Connect to a Unix socket (queue_dir/private/name etc.); fd or -1. */
+/* Connect to a Unix socket (queue_dir/private/name etc.) within
+ * timeout_ms (<= 0: no limit); a blocking fd, or -1 with errno
+ * (ETIMEDOUT, ECONNREFUSED, ENOENT...). */
 int	unix_connect(const char *path, int timeout_ms);
 
 #endif

@@ -10,7 +10,10 @@
  * main.cf syntax is Postfix's: "name = value", a line starting with
  * white space continues the previous one, "#" starts a comment line,
  * $name, ${name} and $(name) expand to other parameters (loops are an
- * error, not a hang), lists are separated by commas or white space.
+ * error, not a hang), ${name?text} gives text when name is not empty and
+ * ${name:text} when it is, $$ is a literal $. Lists are separated by
+ * commas or white space; an item with braces ("inline:{ a=1, b=2 }")
+ * stays whole up to its matching brace.
  *
  * config_load() reads a main.cf: an unknown parameter is a warning
  * naming file and line; a value of the wrong type is an error naming
@@ -43,7 +46,12 @@ struct param_def {
 	unsigned long	 min;		/* INT, SIZE, TIME */
 	unsigned long	 max;		/* INT, SIZE, TIME; 0 = no limit */
 	int		 unit;		/* TIME: default unit 's','m','h','d' */
+	int		 flags;		/* PARAM_RAW */
 };
+
+/* Not expanded when read: $name in the value means something to the
+ * program that uses it (forward_path's $home), not another parameter. */
+#define PARAM_RAW	0x01
 
 extern const struct param_def param_table[];
 extern const size_t param_count;
@@ -64,14 +72,15 @@ void	config_reset(void);
 int	config_set(const char *name, const char *value, char **err);
 
 const char *config_dir(void);		/* the folder main.cf came from */
-/* Raw text as written in main.cf (or the default); NULL if unknown. */
+/* Raw text as written in main.cf (or the default); NULL when the name
+ * is neither in the table nor set in main.cf. */
 const char *config_raw(const char *name);
 /* 1 when main.cf (or config_set) gave it a value. */
 int	config_is_set(const char *name);
 /* Where it was set: file and line, or NULL/0 for defaults and overrides. */
 int	config_where(const char *name, const char **file);
 
-/* Expanded values of known parameters. */
+/* Expanded values of known parameters (PARAM_RAW ones: the raw text). */
 const char *config_str(const char *name);
 int	config_bool(const char *name);
 long	config_int(const char *name);
@@ -82,8 +91,9 @@ char	**config_list(const char *name);
 
 /*
  * Expand $name, ${name}, $(name) in text using the current values;
- * unknown names expand to nothing (as in Postfix). 0, or -1 with *err on
- * a loop or a syntax error. The result is allocated into *out.
+ * names neither in the table nor set in main.cf expand to nothing (as in
+ * Postfix). 0, or -1 with *err on a loop or a syntax error. The result
+ * is allocated into *out.
  */
 int	config_expand(const char *text, char **out, char **err);
 

@@ -16,7 +16,7 @@
  * Reply (agent -> qmgr), after the agent has finished:
  *	result=INDEX STATUS DSN REASON	once per recipient of the request;
  *					STATUS sent|deferred|bounced,
- *					DSN "2.0.0", REASON xtext
+ *					DSN "2.0.0" and REASON in xtext
  *	relay=TEXT			what to log as relay= (optional)
  *	status=0
  * The agent opens the queue file itself (read-only) by ID; the message
@@ -54,6 +54,7 @@ struct deliver_request {
 	char		*relay;		/* reply */
 };
 
+/* Free what the request holds (not the struct itself) and zero it. */
 void	deliver_request_free(struct deliver_request *);
 void	deliver_add_rcpt(struct deliver_request *, size_t index,
 	    const char *addr);
@@ -63,9 +64,14 @@ void	deliver_set_result(struct deliver_request *, size_t i,
 const char *deliver_status_name(enum deliver_status);
 
 /* qmgr side: send the request, wait for the reply, fill in results.
- * 0, or a STREAM_* error (then the caller defers every recipient). */
+ * 0, or a STREAM_* error (then the caller defers every recipient; each
+ * is already set to deferred, DSN 4.3.0, with the reason). A reply
+ * without status=0 or without a result for every recipient is an
+ * error (EPROTO). */
 int	deliver_call(struct stream *, struct deliver_request *);
-/* agent side: read a request (0 or STREAM_*), later send its results. */
+/* agent side: read a request (0 or STREAM_*), later send its results.
+ * recv overwrites *req: free an earlier request first. A recipient
+ * with no result set is sent back deferred. */
 int	deliver_request_recv(struct stream *, struct deliver_request *);
 int	deliver_reply_send(struct stream *, const struct deliver_request *);
 

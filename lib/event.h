@@ -20,10 +20,13 @@ typedef void (*event_fd_fn)(int fd, int events, void *ctx);
 typedef void (*event_timer_fn)(void *ctx);
 typedef void (*event_signal_fn)(int signo, void *ctx);
 
+/* NULL with errno when the kernel refuses an epoll instance. */
 struct event_loop *event_loop_new(void);
 void	event_loop_free(struct event_loop *);
 
-/* Watch fd for events; replaces an earlier watch on the same fd. */
+/* Watch fd for events; replaces an earlier watch on the same fd. Level
+ * triggered. Call event_fd_del() before closing fd: epoll keeps
+ * watching a file that another descriptor (a child's) still holds. */
 int	event_fd_add(struct event_loop *, int fd, int events, event_fd_fn,
 	    void *ctx);
 void	event_fd_del(struct event_loop *, int fd);

@@ -9,8 +9,12 @@
  * "-o name=value" (also "-o name = value" is NOT accepted, as in
  * Postfix) become per-service overrides of main.cf parameters.
  *
+ * A wakeup written "60?" (Postfix: wake only when used) reads as 60.
+ * The same service name and type twice is an error.
+ *
  * mastercf_load() returns the services, or NULL with *err naming the
- * file, line and reason. An empty file is valid (no services).
+ * file, line and reason. An empty file is valid (no services; the
+ * array returned is still non-NULL and must be freed).
  */
 #ifndef TERN_MASTERCF_H
 #define TERN_MASTERCF_H

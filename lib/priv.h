@@ -35,7 +35,11 @@ int	priv_chroot(const char *dir);
  * Start argv[0] (an absolute path) as uid/gid in folder cwd (NULL: "/"),
  * with every other descriptor closed. *to_child is the write end of its
  * stdin, *from_child the read end of its stdout and stderr together
- * (either may be NULL: then /dev/null). 0, or -1 with *err allocated.
+ * (either may be NULL: then /dev/null). envp NULL means an empty
+ * environment. The child starts a new session (its pid is its process
+ * group), with all signals unblocked and at their defaults. 0, or -1
+ * with *err allocated (an exec failure says why: "cannot execute
+ * /path: No such file or directory").
  */
 int	priv_spawn(char *const argv[], char *const envp[], uid_t, gid_t,
 	    const char *cwd, int *to_child, int *from_child, pid_t *pid,
@@ -45,8 +49,10 @@ int	priv_spawn(char *const argv[], char *const envp[], uid_t, gid_t,
  * Run argv[0] (an absolute path) with argv and envp as uid/gid, with
  * input on its stdin, its stdout and stderr collected into output (up to
  * output->max; more is read and thrown away), killed after timeout
- * seconds. Returns 0 and the wait(2) status in *status, or -1 with a
- * reason in *err (allocated).
+ * seconds (<= 0: no limit). Returns 0 and the wait(2) status in *status,
+ * or -1 with a reason in *err (allocated). When it had to be killed
+ * (with its whole process group) the result is -1 with errno ETIMEDOUT,
+ * *err "... killed after N seconds", and *status still set.
  */
 int	priv_run(char *const argv[], char *const envp[], uid_t, gid_t,
 	    const void *input, size_t inlen, struct buf *output,

@@ -22,6 +22,12 @@
  *	<content: headers and body, lines ending in LF>
  *	E
  *	N <rcpt index> <dsn status> <reason>	appended notes (deferrals...)
+ * <notify> is "-" (not given) or NOTIFY words joined by commas
+ * ("SUCCESS,FAILURE"); <orcpt> is "-" when not given. The content is
+ * stored byte for byte and "E" follows its last byte directly; M's
+ * digits are written as zeros and rewritten at commit. In N, dsn and
+ * reason are xtext too; a last N line without its LF (a crash while
+ * appending) is ignored and overwritten by the next note.
  * <st> is one byte rewritten in place (pwrite + fdatasync) as a
  * recipient's fate is decided: 'R' still to deliver, 'D' done (delivered,
  * or its bounce is safely queued), 'F' failed permanently with its bounce
@@ -66,9 +72,11 @@ const char *queue_folder_name(enum queue_folder);
 int	queue_folder_lookup(const char *, enum queue_folder *);
 /* Path of a queue file: queue_dir/folder/id (allocated). */
 char	*queue_path(const char *queue_dir, enum queue_folder, const char *id);
-/* Create missing folders (mode 0700; public/ 0711). 0 or -1 with *err. */
+/* Create missing folders: queue folders and private/ 0700, maildrop/
+ * 0730, public/ 0710. 0 or -1 with *err. */
 int	queue_make_folders(const char *queue_dir, char **err);
-/* Remove ".tmp-" leftovers of crashed writers; returns how many. */
+/* Remove ".tmp-" leftovers of crashed writers (a live writer keeps
+ * its file locked and it is left alone); returns how many. */
 int	queue_cleanup(const char *queue_dir);
 int	queue_id_valid(const char *);
 /* Find which folder holds id: 0 and *folder, or -1 (ENOENT). */

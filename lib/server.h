@@ -20,7 +20,31 @@
  * loop itself.
  *
  * Stand-alone mode for tests and debugging: "-S" serves one session on
- * stdin/stdout without master (smtpd -S reads SMTP from stdin).
+ * stdin/stdout without master (smtpd -S reads SMTP from stdin), logging
+ * to stderr. An event server in -S mode gets descriptor 0 as its one
+ * connection and runs until SIGTERM or until it stops its loop.
+ *
+ * The other flags master passes, from master.cf's columns:
+ *	-j		chroot to queue_directory (chroot column y); skipped
+ *			with a warning when not started as root
+ *	-R		keep the privileges we were started with instead of
+ *			dropping to mail_owner (unpriv column n: local)
+ *	-s COUNT	COUNT listening sockets (an inet service on several
+ *			addresses): SERVER_LISTEN_FD, then SERVER_STATUS_FD+1
+ *			onwards
+ *	-v		more logging (server_verbose())
+ * Unknown options and stray arguments are fatal. Whatever the flags,
+ * the process ends in queue_directory (its "/" when chrooted).
+ *
+ * The status pipe is also how a daemon learns that master no longer
+ * wants it: when master dies, or retires the service's processes on a
+ * reload, it closes the read end. An idle process then exits at once,
+ * a busy one after its session. SIGTERM ends an idle process at once
+ * and a busy one after its session; SIGPIPE is ignored.
+ *
+ * A process not started as root keeps the user it runs as when
+ * unprivileged_ok is set; otherwise it must already be mail_owner (as
+ * in a test instance) and exits with a fatal error if it is not.
  *
  * Status messages to master are fixed-size struct server_status writes,
  * atomic on a pipe.
@@ -55,6 +79,9 @@ struct server_opts {
 	/* event server: called every -w SECONDS (master.cf wakeup column) */
 	void	(*wakeup)(struct event_loop *);
 	int	 unprivileged_ok;	/* may run when not started as root */
+	/* event server: called once with the loop before it runs, after
+	 * post_jail (qmgr starts its scans and timers here); optional */
+	void	(*start)(struct event_loop *);
 };
 
 int	single_server_main(int argc, char **argv, const struct server_opts *);
@@ -63,5 +90,7 @@ int	event_server_main(int argc, char **argv, const struct server_opts *);
 /* The service name (-n) and whether -S stand-alone mode is on. */
 const char *server_service_name(void);
 int	server_standalone(void);
+/* 1 when -v was given. */
+int	server_verbose(void);
 
 #endif

@@ -36,6 +36,9 @@ struct table_ops {
 		    char **err);
 	void	(*close)(struct table *);
 	int	raw_keys;	/* 1: backend sees the key as given */
+	/* 1: the name is the table itself (inline:, static:), so an open
+	 * that fails means a malformed spec and table_open fails. */
+	int	name_is_content;
 };
 
 struct table {
@@ -64,6 +67,9 @@ int	table_lookup(struct table *, const char *key, char **value,
 int	table_lookup_addr(struct table *, const char *addr, int with_user,
 	    char **value, char **err);
 
+/* For backends: lowercase s in place (ASCII), as lookups fold keys. */
+void	table_fold(char *s);
+
 /* The backends, for the registry in table.c. */
 extern const struct table_ops table_lmdb_ops;
 extern const struct table_ops table_texthash_ops;
@@ -82,8 +88,27 @@ int	table_text_walk(const char *path, int aliases_syntax,
 	    int (*fn)(const char *key, const char *value, void *ctx),
 	    void *ctx, char **err);
 
+/*
+ * The line reader under table_text_walk, for backends with a syntax of
+ * their own (regexp:, cidr:). fn gets each logical line (comments and
+ * blank lines skipped, continuation lines joined with one space, ends
+ * trimmed) and the number of the line it began on; it may set *err and
+ * return nonzero, which stops the read and is returned. -1 with *err
+ * when the file cannot be read or a line is malformed ("path:line: ...").
+ */
+int	table_text_lines(const char *path,
+	    int (*fn)(const char *line, int lineno, void *ctx, char **err),
+	    void *ctx, char **err);
+
 /* Build path.lmdb from the text file path, atomically replacing the old
  * one. 0, or -1 with *err. */
 int	table_lmdb_build(const char *path, int aliases_syntax, char **err);
+
+/* Call fn for every entry of path.lmdb in key order (ternmap -s); the
+ * first nonzero return stops the walk and is returned. -1 with *err
+ * when the file cannot be read. */
+int	table_lmdb_walk(const char *path,
+	    int (*fn)(const char *key, const char *value, void *ctx),
+	    void *ctx, char **err);
 
 #endif

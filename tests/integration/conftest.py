@@ -11,6 +11,7 @@ build/ at the top of the source tree), as scripts/test sets it.
 import getpass
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import time
@@ -27,6 +28,7 @@ PROGRAM_DIRS = {
     "sendmail": "tools",
     "master": "master", "smtpd": "smtpd", "qmgr": "qmgr", "local": "local",
     "smtp": "smtp", "pop3d": "pop3d", "imapd": "imapd",
+    "echod": "tests/daemons",
 }
 
 
@@ -81,9 +83,34 @@ class Instance:
             "inet_protocols": "ipv4",
             "mynetworks": "127.0.0.0/8",
             "home_mailbox": "Maildir/",
+            "local_passwd_file": str(self.write_passwd()),
+            "alias_maps": f"texthash:{self.write_aliases()}",
         }
         self.write_main_cf()
         self.write_master_cf()
+
+    LOCAL_USERS = ("demo", "alice", "bob")
+
+    def write_passwd(self):
+        """The instance's local users (local_passwd_file): demo, alice and
+        bob, with the invoking user's uid/gid and homes under home/."""
+        path = self.config_dir / "passwd"
+        lines = []
+        for name in self.LOCAL_USERS:
+            home = self.home / name
+            home.mkdir(parents=True, exist_ok=True)
+            lines.append(f"{name}:x:{os.getuid()}:{os.getgid()}:"
+                         f"{name}:{home}:/bin/sh")
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def write_aliases(self, text="# aliases(5) of the test instance\n"):
+        """alias_maps points here: texthash:, so "name value" lines
+        (ternmap's format, not aliases(5)'s "name: value"), read by each
+        new local process."""
+        path = self.config_dir / "aliases"
+        path.write_text(text)
+        return path
 
     def maildir(self, user=None):
         return self.home / (user or self.user) / "Maildir"
@@ -137,6 +164,31 @@ class Instance:
             self.run("tern", "stop", timeout=timeout)
             self.started = False
 
+    def leftover_pids(self):
+        """Processes still running for this instance: master and its
+        daemons carry "-c CONFIG_DIR" on their command line."""
+        key = str(self.config_dir).encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if key in args:
+                pids.append(int(entry))
+        return pids
+
+    def kill_leftovers(self):
+        """SIGKILL whatever `tern stop` left behind (a failed test)."""
+        for pid in self.leftover_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
     def log(self):
         return self.maillog.read_text() if self.maillog.exists() else ""
 
@@ -153,7 +205,10 @@ class Instance:
 def instance(tmp_path):
     inst = Instance(tmp_path / "tern")
     yield inst
-    inst.stop()
+    try:
+        inst.stop()
+    finally:
+        inst.kill_leftovers()
     if inst.proc is not None and inst.proc.poll() is None:
         inst.proc.terminate()
         try:

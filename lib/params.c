@@ -1,0 +1,365 @@
+/*
+ * params - the table of every main.cf parameter Tern knows.
+ *
+ * One line of the table is one parameter: its Postfix name, its type,
+ * its default written as main.cf text (it may refer to other parameters
+ * with $name), a one-line description for `ternconf --man` and limits
+ * for numbers. config.c parses and validates against it, ternconf -d
+ * prints it, main.cf(5) is generated from it. Nothing here can fail at
+ * run time; a default that does not validate is caught by the unit
+ * tests, which validate every default.
+ *
+ * Keep the table sorted by name: param_find() searches it by bisection
+ * and a test checks the order. Defaults are Postfix's unless a safer
+ * one is plainly right; the description then says so.
+ */
+#include "autoconf.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "config.h"
+
+#define STR(n, d, text)		{ n, PARAM_STR, d, text, 0, 0, 0, 0 }
+#define LIST(n, d, text)	{ n, PARAM_LIST, d, text, 0, 0, 0, 0 }
+#define BOOL(n, d, text)	{ n, PARAM_BOOL, d, text, 0, 0, 0, 0 }
+#define INT(n, d, lo, hi, text)	{ n, PARAM_INT, d, text, lo, hi, 0, 0 }
+#define SIZE(n, d, lo, text)	{ n, PARAM_SIZE, d, text, lo, 0, 0, 0 }
+#define TIME(n, d, u, lo, text)	{ n, PARAM_TIME, d, text, lo, 0, u, 0 }
+/* $name in the value is for the program using it, not for main.cf. */
+#define RAWSTR(n, d, text)	{ n, PARAM_STR, d, text, 0, 0, 0, PARAM_RAW }
+#define RAWLIST(n, d, text)	{ n, PARAM_LIST, d, text, 0, 0, 0, PARAM_RAW }
+
+const struct param_def param_table[] = {
+	LIST("2bounce_notice_recipient", "postmaster",
+	    "who is told about undeliverable bounces (notify_classes 2bounce)"),
+	STR("alias_database", "lmdb:/etc/aliases",
+	    "alias tables that ternmap builds from text alias files"),
+	LIST("alias_maps", "lmdb:/etc/aliases",
+	    "alias tables the local delivery agent consults"),
+	LIST("allow_mail_to_commands", "alias, forward",
+	    "where local delivery to |command is allowed: alias, forward, include"),
+	LIST("allow_mail_to_files", "alias, forward",
+	    "where local delivery to /file is allowed: alias, forward, include"),
+	BOOL("append_dot_mydomain", "no",
+	    "append .$mydomain to addresses that have a host part without a dot"),
+	LIST("authorized_flush_users", "static:anyone",
+	    "users allowed to flush the queue (ternqueue -f)"),
+	LIST("authorized_mailq_users", "static:anyone",
+	    "users allowed to list the queue (mailq)"),
+	LIST("authorized_submit_users", "static:anyone",
+	    "users allowed to submit mail with sendmail"),
+	BOOL("biff", "no",
+	    "notify the comsat service of new local mail (Postfix says yes; "
+	    "few systems still run comsat)"),
+	LIST("bounce_notice_recipient", "postmaster",
+	    "who receives the headers of a bounce (notify_classes bounce)"),
+	TIME("bounce_queue_lifetime", "5d", 'd', 0,
+	    "how long a bounce message stays queued before it is given up"),
+	SIZE("bounce_size_limit", "50000", 1,
+	    "most bytes of the original message returned in a bounce"),
+	STR("command_directory", "/usr/sbin",
+	    "where the administrative commands are installed"),
+	TIME("command_time_limit", "1000s", 's', 1,
+	    "time limit for local delivery to a command (aliases, .forward, "
+	    "mailbox_command)"),
+	STR("daemon_directory", "/usr/libexec/tern",
+	    "where master finds the daemon programs"),
+	TIME("daemon_timeout", "18000s", 's', 1,
+	    "time a daemon may take for one request; qmgr defers a delivery "
+	    "whose agent takes longer"),
+	STR("data_directory", "/var/lib/tern",
+	    "where writable caches (TLS sessions, address verification) live"),
+	LIST("debug_peer_list", "",
+	    "clients and servers whose sessions are logged in detail"),
+	INT("default_destination_concurrency_limit", "20", 1, 0,
+	    "most parallel deliveries to one destination"),
+	INT("default_destination_recipient_limit", "50", 1, 0,
+	    "most recipients in one delivery"),
+	STR("default_privs", "nobody",
+	    "user that deliveries to commands and files in aliases run as"),
+	INT("default_process_limit", "100", 1, 0,
+	    "most processes of one service when master.cf says -"),
+	TIME("delay_warning_time", "0h", 'h', 0,
+	    "after this long a sender is told that mail is delayed; 0: never"),
+	INT("deliver_lock_attempts", "20", 1, 0,
+	    "how often local delivery tries to lock an mbox file"),
+	TIME("deliver_lock_delay", "1s", 's', 1,
+	    "pause between attempts to lock an mbox file"),
+	BOOL("disable_vrfy_command", "yes",
+	    "refuse the SMTP VRFY command (Postfix says no; VRFY only helps "
+	    "address harvesters)"),
+	LIST("dns_forwarders", "",
+	    "DNS servers to query, as host or host@port (Tern); empty: those "
+	    "in /etc/resolv.conf"),
+	STR("dns_trust_anchor_file", "",
+	    "file with the DNSSEC root trust anchor for the resolver (Tern); "
+	    "empty: no DNSSEC validation"),
+	STR("double_bounce_sender", "double-bounce",
+	    "sender of bounces about bounces; mail to it is discarded"),
+	LIST("fallback_relay", "",
+	    "hosts to try when a destination's own servers cannot be reached"),
+	RAWLIST("forward_path", "$home/.forward${recipient_extension}, "
+	    "$home/.forward",
+	    "where local delivery looks for .forward files; $home, $user, "
+	    "$extension and ${recipient_extension} are the recipient's"),
+	STR("home_mailbox", "Maildir/",
+	    "mailbox under the user's home; a trailing / means Maildir "
+	    "(Postfix's default is empty, mbox in mail_spool_directory)"),
+	LIST("inet_interfaces", "all",
+	    "addresses the SMTP server listens on: all, loopback-only or "
+	    "a list"),
+	LIST("inet_protocols", "all",
+	    "IP versions to use: all, ipv4, ipv6"),
+	INT("initial_destination_concurrency", "5", 1, 0,
+	    "parallel deliveries to a destination before it proves reliable"),
+	INT("line_length_limit", "2048", 80, 0,
+	    "longest line read from SMTP or a queue file before it is split"),
+	INT("local_destination_concurrency_limit", "2", 1, 0,
+	    "most parallel deliveries to one local recipient"),
+	STR("local_passwd_file", "",
+	    "passwd(5)-format file of local users used instead of the "
+	    "system's; for test and demo instances (Tern)"),
+	LIST("local_recipient_maps", "unix:passwd.byname $alias_maps",
+	    "tables of valid local recipients; empty: accept any local "
+	    "address"),
+	STR("mail_name", "Tern",
+	    "the name of the mail system in greetings and bounces"),
+	STR("mail_owner", "tern",
+	    "user that owns the queue and runs the unprivileged daemons"),
+	STR("mail_spool_directory", "/var/mail",
+	    "where mbox mailboxes live when home_mailbox is empty"),
+	RAWSTR("mailbox_command", "",
+	    "command that delivers to local mailboxes instead of Tern; $HOME, "
+	    "$USER, $EXTENSION are the recipient's"),
+	SIZE("mailbox_size_limit", "51200000", 0,
+	    "largest mbox file or single Maildir message in bytes; 0: no limit"),
+	STR("maillog_file", "",
+	    "file every program logs to; empty: syslog facility mail"),
+	TIME("max_idle", "100s", 's', 1,
+	    "how long an idle daemon waits for its next client before exiting"),
+	INT("max_use", "100", 1, 0,
+	    "clients a daemon serves before it exits and master starts a "
+	    "fresh one"),
+	TIME("maximal_backoff_time", "4000s", 's', 1,
+	    "longest wait between delivery attempts of deferred mail"),
+	TIME("maximal_queue_lifetime", "5d", 'd', 0,
+	    "how long undeliverable mail stays queued before it bounces"),
+	SIZE("message_size_limit", "10240000", 0,
+	    "largest message accepted, in bytes, envelope included; 0: no "
+	    "limit"),
+	TIME("minimal_backoff_time", "300s", 's', 1,
+	    "shortest wait between delivery attempts of deferred mail"),
+	LIST("mydestination", "$myhostname, localhost.$mydomain, localhost",
+	    "domains delivered locally to system accounts"),
+	STR("mydomain", "localdomain",
+	    "the local domain; default: $myhostname minus its first label, or "
+	    "localdomain"),
+	STR("myhostname", "localhost.localdomain",
+	    "this host's fully qualified name; default: from gethostname(), "
+	    "with .$mydomain appended when it has no dot"),
+	LIST("mynetworks", "127.0.0.0/8 [::1]/128",
+	    "trusted client networks, allowed to relay by permit_mynetworks"),
+	STR("mynetworks_style", "host",
+	    "mynetworks when it is not set: host, subnet or class"),
+	STR("myorigin", "$myhostname",
+	    "domain appended to locally posted mail without one"),
+	LIST("notify_classes", "resource, software",
+	    "problems reported to the postmaster: bounce, 2bounce, delay, "
+	    "policy, protocol, resource, software"),
+	INT("qmgr_message_active_limit", "20000", 1, 0,
+	    "most messages in the active queue"),
+	STR("queue_directory", "/var/spool/tern",
+	    "where the queue lives"),
+	TIME("queue_run_delay", "300s", 's', 1,
+	    "how often the deferred queue is scanned"),
+	STR("recipient_delimiter", "",
+	    "characters that separate a user from an address extension "
+	    "(user+ext)"),
+	LIST("relay_domains", "",
+	    "remote domains this host relays mail to from anyone"),
+	STR("relayhost", "",
+	    "default next hop for remote mail, as host, [host]:port or "
+	    "[address]; empty: by MX"),
+	LIST("sender_dependent_relayhost_maps", "",
+	    "tables mapping a sender address or domain to its relayhost"),
+	TIME("service_throttle_time", "60s", 's', 1,
+	    "longest wait before master starts a service whose processes "
+	    "keep failing (the wait doubles from 1s up to this)"),
+	STR("setgid_group", "terndrop",
+	    "group that owns the maildrop folder and the submission "
+	    "programs"),
+	TIME("smtp_connect_timeout", "30s", 's', 1,
+	    "time limit for the SMTP client to connect to a server"),
+	TIME("smtp_data_done_timeout", "600s", 's', 1,
+	    "time limit for the reply to the final dot of a message"),
+	TIME("smtp_helo_timeout", "300s", 's', 1,
+	    "time limit for the greeting and the reply to EHLO/HELO"),
+	BOOL("smtp_sasl_auth_enable", "no",
+	    "the SMTP client authenticates to servers that offer AUTH"),
+	LIST("smtp_sasl_password_maps", "",
+	    "tables mapping a next hop to username:password"),
+	STR("smtp_tls_CAfile", "",
+	    "file of trusted CA certificates for the SMTP client"),
+	LIST("smtp_tls_policy_maps", "",
+	    "tables of per-destination TLS policy"),
+	STR("smtp_tls_security_level", "may",
+	    "outbound TLS: none, may, encrypt, dane, verify, secure (Postfix "
+	    "says none)"),
+	STR("smtpd_banner", "$myhostname ESMTP $mail_name",
+	    "text after 220 in the SMTP greeting; must start with "
+	    "$myhostname"),
+	INT("smtpd_client_connection_count_limit", "50", 0, 0,
+	    "most simultaneous connections from one client; 0: no limit"),
+	LIST("smtpd_client_event_limit_exceptions", "$mynetworks",
+	    "clients exempt from smtpd_client_connection_count_limit"),
+	LIST("smtpd_client_restrictions", "",
+	    "checks when a client connects"),
+	LIST("smtpd_data_restrictions", "",
+	    "checks at the DATA command"),
+	TIME("smtpd_error_sleep_time", "1s", 's', 0,
+	    "pause before each error reply once soft errors add up"),
+	STR("smtpd_forbid_bare_newline", "yes",
+	    "a line ended by LF without CR: yes or normalize (accept as CRLF "
+	    "in commands, refuse in DATA), reject, no"),
+	LIST("smtpd_forbid_bare_newline_exclusions", "$mynetworks",
+	    "clients exempt from smtpd_forbid_bare_newline"),
+	BOOL("smtpd_forbid_unauth_pipelining", "yes",
+	    "disconnect clients that send commands ahead of replies without "
+	    "PIPELINING"),
+	INT("smtpd_hard_error_limit", "20", 1, 0,
+	    "errors after which the SMTP server disconnects"),
+	BOOL("smtpd_helo_required", "no",
+	    "clients must send HELO or EHLO before MAIL"),
+	LIST("smtpd_helo_restrictions", "",
+	    "checks on the HELO/EHLO name"),
+	INT("smtpd_line_length_limit", "$line_length_limit", 512, 0,
+	    "longest SMTP command line the server reads (Tern)"),
+	INT("smtpd_min_data_rate", "500", 1, 0,
+	    "bytes per second a client must send with "
+	    "smtpd_per_request_deadline"),
+	BOOL("smtpd_per_request_deadline", "yes",
+	    "smtpd_timeout limits a whole command or message, not each read "
+	    "(Postfix says no; a client trickling bytes would hold a process "
+	    "forever)"),
+	INT("smtpd_recipient_limit", "1000", 1, 0,
+	    "most recipients accepted in one message"),
+	LIST("smtpd_recipient_restrictions", "",
+	    "checks at RCPT TO, after smtpd_relay_restrictions"),
+	LIST("smtpd_relay_restrictions",
+	    "permit_mynetworks, permit_sasl_authenticated, "
+	    "reject_unauth_destination",
+	    "checks at RCPT TO that decide who may relay (Postfix defers "
+	    "with defer_unauth_destination; Tern refuses outright)"),
+	BOOL("smtpd_sasl_auth_enable", "no",
+	    "the SMTP server offers AUTH"),
+	STR("smtpd_sasl_path", "smtpd",
+	    "Cyrus SASL application name (smtpd.conf)"),
+	LIST("smtpd_sasl_security_options", "noanonymous",
+	    "SASL mechanisms properties required: noanonymous, noplaintext, "
+	    "..."),
+	LIST("smtpd_sender_login_maps", "",
+	    "tables mapping a sender address to the logins allowed to use it"),
+	LIST("smtpd_sender_restrictions", "",
+	    "checks at MAIL FROM"),
+	INT("smtpd_soft_error_limit", "10", 1, 0,
+	    "errors after which each error reply is delayed"),
+	TIME("smtpd_timeout", "300s", 's', 1,
+	    "time limit for a client to send a command or a line of data"),
+	BOOL("smtpd_tls_auth_only", "yes",
+	    "offer AUTH only after STARTTLS (Postfix says no; passwords "
+	    "should never cross in clear)"),
+	STR("smtpd_tls_cert_file", "",
+	    "the server's PEM certificate (its chain may follow)"),
+	LIST("smtpd_tls_chain_files", "",
+	    "PEM files with key, certificate and chain, tried in order"),
+	STR("smtpd_tls_key_file", "$smtpd_tls_cert_file",
+	    "the server's PEM private key"),
+	STR("smtpd_tls_mandatory_ciphers", "medium",
+	    "cipher grade when TLS is required: high, medium"),
+	LIST("smtpd_tls_mandatory_protocols", ">=TLSv1.2",
+	    "TLS versions accepted when TLS is required"),
+	LIST("smtpd_tls_protocols", ">=TLSv1",
+	    "TLS versions accepted for opportunistic TLS"),
+	STR("smtpd_tls_security_level", "",
+	    "inbound TLS: empty or none, may (offer STARTTLS), encrypt "
+	    "(require it)"),
+	BOOL("smtpd_tls_wrappermode", "no",
+	    "TLS from the first byte (port 465) instead of STARTTLS"),
+	BOOL("smtputf8_enable", "yes",
+	    "offer and use SMTPUTF8 (RFC 6531)"),
+	TIME("stale_lock_time", "500s", 's', 1,
+	    "age after which an mbox dot-lock file is removed as stale"),
+	BOOL("strict_smtputf8", "no",
+	    "refuse non-ASCII envelope addresses unless MAIL FROM has "
+	    "SMTPUTF8"),
+	STR("syslog_name", "tern",
+	    "prefix of log lines: NAME/smtpd[pid]"),
+	LIST("transport_maps", "",
+	    "tables mapping a recipient or domain to transport:nexthop"),
+	LIST("virtual_alias_domains", "$virtual_alias_maps",
+	    "domains whose every address is an alias to elsewhere"),
+	INT("virtual_alias_expansion_limit", "1000", 1, 0,
+	    "most addresses one recipient may expand to in virtual_alias_maps"),
+	LIST("virtual_alias_maps", "",
+	    "tables rewriting recipient addresses to other addresses"),
+	INT("virtual_alias_recursion_limit", "1000", 1, 0,
+	    "deepest nesting of virtual_alias_maps lookups for one address"),
+	LIST("virtual_gid_maps", "",
+	    "tables giving the group id for each virtual mailbox"),
+	STR("virtual_mailbox_base", "",
+	    "folder prefixed to every path in virtual_mailbox_maps"),
+	LIST("virtual_mailbox_domains", "$virtual_mailbox_maps",
+	    "domains with mailboxes for users who are not system accounts"),
+	SIZE("virtual_mailbox_limit", "51200000", 0,
+	    "largest virtual mbox file or single Maildir message in bytes; "
+	    "0: no limit"),
+	LIST("virtual_mailbox_maps", "",
+	    "tables mapping each virtual address to its mailbox path"),
+	INT("virtual_minimum_uid", "100", 1, 0,
+	    "smallest user id a virtual mailbox may be owned by"),
+	LIST("virtual_uid_maps", "",
+	    "tables giving the user id for each virtual mailbox"),
+};
+
+const size_t param_count = sizeof(param_table) / sizeof(param_table[0]);
+
+const struct param_def *
+param_find(const char *name)
+{
+	size_t lo = 0, hi = param_count;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(name, param_table[mid].name);
+
+		if (c == 0)
+			return &param_table[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+const char *
+param_type_name(enum param_type type)
+{
+	switch (type) {
+	case PARAM_STR:
+		return "string";
+	case PARAM_BOOL:
+		return "boolean";
+	case PARAM_INT:
+		return "integer";
+	case PARAM_SIZE:
+		return "size";
+	case PARAM_TIME:
+		return "time";
+	case PARAM_LIST:
+		return "list";
+	}
+	return "unknown";
+}

@@ -1,0 +1,129 @@
+/*
+ * qmgr_client - how smtpd, sendmail, ternqueue and friends poke qmgr.
+ * See qmgr_client.h for the requests.
+ *
+ * Each call is one short connection to qmgr's socket: send the request,
+ * wait for "status=...", close. qmgr answers before it does the work, so
+ * the wait is short; a qmgr that is down, busy past the time limit or
+ * answers nonsense makes the call return -1 with errno set, which the
+ * caller may ignore: qmgr finds queued mail by itself at its next scan.
+ */
+#include "autoconf.h"
+
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "attr.h"
+#include "qmgr_client.h"
+#include "stream.h"
+
+#define QMGR_CONNECT_MS	2000
+#define QMGR_REPLY_MS	5000
+#define QMGR_LINE_MAX	1024
+#define QMGR_ATTR_MAX	16
+
+char *
+qmgr_socket_path(const char *queue_dir)
+{
+	static const char *const where[] = { "public", "private" };
+	struct stat st;
+	char *path;
+	size_t i;
+
+	for (i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		path = xasprintf("%s/%s/qmgr", queue_dir, where[i]);
+		if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+			return path;
+		free(path);
+	}
+	return xasprintf("%s/public/qmgr", queue_dir);
+}
+
+/* Send one request and read the answer; 0 or -1 with errno. */
+static int
+qmgr_request(const char *queue_dir, const struct attrs *req)
+{
+	struct stream *s;
+	struct attrs reply;
+	char *path;
+	int fd, r, saved;
+
+	path = qmgr_socket_path(queue_dir);
+	fd = unix_connect(path, QMGR_CONNECT_MS);
+	saved = errno;
+	free(path);
+	if (fd < 0) {
+		errno = saved;
+		return -1;
+	}
+	s = stream_new(fd, QMGR_REPLY_MS);
+	attrs_init(&reply);
+	if ((r = attr_send(s, req)) == 0)
+		r = attr_recv(s, &reply, QMGR_LINE_MAX, QMGR_ATTR_MAX);
+	if (r == 0 && attrs_get(&reply, "status") == NULL) {
+		r = STREAM_ERROR;
+		s->err = EPROTO;
+	}
+	saved = r == STREAM_TIMEOUT ? ETIMEDOUT : r == STREAM_EOF ?
+	    ECONNRESET : r == STREAM_TOOLONG ? EPROTO : s->err;
+	attrs_clear(&reply);
+	stream_free(s);
+	if (r != 0) {
+		errno = saved != 0 ? saved : EPROTO;
+		return -1;
+	}
+	return 0;
+}
+
+int
+qmgr_notify_new(const char *queue_dir, const char *queue_id)
+{
+	struct attrs req;
+	int r, saved;
+
+	attrs_init(&req);
+	attrs_add(&req, "request", "new");
+	attrs_add(&req, "queue_id", queue_id);
+	r = qmgr_request(queue_dir, &req);
+	saved = errno;
+	attrs_clear(&req);
+	errno = saved;
+	return r;
+}
+
+int
+qmgr_flush(const char *queue_dir, const char *site)
+{
+	struct attrs req;
+	int r, saved;
+
+	attrs_init(&req);
+	attrs_add(&req, "request", "flush");
+	if (site != NULL && site[0] != '\0')
+		attrs_add(&req, "site", site);
+	r = qmgr_request(queue_dir, &req);
+	saved = errno;
+	attrs_clear(&req);
+	errno = saved;
+	return r;
+}
+
+int
+qmgr_deliver_now(const char *queue_dir, const char *queue_id)
+{
+	struct attrs req;
+	int r, saved;
+
+	attrs_init(&req);
+	attrs_add(&req, "request", "deliver");
+	attrs_add(&req, "queue_id", queue_id);
+	r = qmgr_request(queue_dir, &req);
+	saved = errno;
+	attrs_clear(&req);
+	errno = saved;
+	return r;
+}

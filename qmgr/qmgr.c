@@ -1,0 +1,237 @@
+/*
+ * qmgr - the queue manager: takes messages from incoming/ and
+ * deferred/ into active/, resolves their recipients, hands deliveries to
+ * the delivery agents, records results, defers, bounces and removes
+ * (DESIGN.md §2-3; man qmgr(8)).
+ *
+ * master runs one qmgr process (master.cf maxproc 1) under
+ * event_server_main(); its listening socket is the qmgr service,
+ * public/qmgr by default, where writers and tools send the requests of
+ * qmgr_client.h: "new" (a file was committed to incoming/), "flush"
+ * (retry deferred mail now) and "deliver" (retry one message now). Each
+ * gets "status=0" at once; the work follows. The master.cf wakeup column
+ * makes qmgr scan incoming/ anyway, so a lost wake-up only delays mail,
+ * and deferred/ is scanned every queue_run_delay.
+ *
+ * At start, files left in active/ by a previous run go back to
+ * incoming/ and are delivered again (a delivery that was in flight is
+ * repeated: at-least-once). A configuration error is fatal at start;
+ * afterwards nothing is: problems with one message or one agent are
+ * logged and that mail is retried later.
+ */
+#include "autoconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "attr.h"
+#include "config.h"
+#include "event.h"
+#include "log.h"
+#include "qmgr.h"
+#include "queue.h"
+#include "server.h"
+#include "stream.h"
+
+/* Client requests are tiny; these bound what a confused or hostile
+ * local client can make qmgr hold. */
+#define CLIENT_MAX		256	/* connections at once */
+#define CLIENT_IDLE_MS		10000	/* a connection with no request */
+#define CLIENT_WRITE_MS		1000	/* to take a reply */
+#define CLIENT_LINE_MAX		4096
+#define CLIENT_ATTR_MAX		16
+
+struct qmgr_state qmgr;
+
+struct client {
+	struct stream *s;
+	unsigned long timer;
+};
+
+static size_t nclients;
+
+static void
+client_close(struct client *c)
+{
+	if (c->timer != 0)
+		event_timer_cancel(qmgr.loop, c->timer);
+	event_fd_del(qmgr.loop, c->s->fd);
+	stream_free(c->s);
+	free(c);
+	nclients--;
+}
+
+static void
+client_idle(void *ctx)
+{
+	struct client *c = ctx;
+
+	c->timer = 0;
+	client_close(c);
+}
+
+enum action { ACT_NONE, ACT_NEW, ACT_FLUSH, ACT_DELIVER };
+
+static void
+client_readable(int fd, int events, void *ctx)
+{
+	struct client *c = ctx;
+	struct attrs req, reply;
+	const char *what, *id, *site;
+	char *site_copy = NULL, *id_copy = NULL;
+	enum action act = ACT_NONE;
+	int r;
+
+	r = qmgr_attr_ready(c->s, CLIENT_LINE_MAX * CLIENT_ATTR_MAX);
+	if (r == 0)
+		return;
+	if (r < 0) {
+		client_close(c);
+		return;
+	}
+	attrs_init(&req);
+	attrs_init(&reply);
+	if (attr_recv(c->s, &req, CLIENT_LINE_MAX, CLIENT_ATTR_MAX) != 0) {
+		attrs_clear(&req);
+		client_close(c);
+		return;
+	}
+	what = attrs_get(&req, "request");
+	id = attrs_get(&req, "queue_id");
+	site = attrs_get(&req, "site");
+	if (what == NULL) {
+		attrs_add(&reply, "status", "1");
+		attrs_add(&reply, "reason", "no request");
+	} else if (strcmp(what, "new") == 0) {
+		act = ACT_NEW;
+	} else if (strcmp(what, "flush") == 0) {
+		act = ACT_FLUSH;
+		site_copy = site != NULL ? xstrdup(site) : NULL;
+	} else if (strcmp(what, "deliver") == 0 && id != NULL &&
+	    queue_id_valid(id)) {
+		act = ACT_DELIVER;
+		id_copy = xstrdup(id);
+	} else {
+		attrs_add(&reply, "status", "1");
+		attrs_addf(&reply, "reason", "bad request \"%s\"", what);
+	}
+	if (act != ACT_NONE)
+		attrs_add(&reply, "status", "0");
+	r = attr_send(c->s, &reply);
+	attrs_clear(&req);
+	attrs_clear(&reply);
+	if (r != 0)
+		client_close(c);
+
+	/* The answer is out; now the work. */
+	switch (act) {
+	case ACT_NEW:
+		qmgr_scan_soon(1, 0);
+		break;
+	case ACT_FLUSH:
+		msg_info("flush requested%s%s", site_copy ? " for " : "",
+		    site_copy ? site_copy : "");
+		qmgr_scan_deferred(1, site_copy);
+		qmgr_scan_soon(1, 0);
+		break;
+	case ACT_DELIVER:
+		if (qmgr_scan_one(id_copy) < 0)
+			msg_info("%s: deliver requested, but it is not in "
+			    "incoming/, active/ or deferred/", id_copy);
+		break;
+	case ACT_NONE:
+		break;
+	}
+	free(site_copy);
+	free(id_copy);
+}
+
+static void
+qmgr_accept(int fd, struct event_loop *loop)
+{
+	struct client *c;
+
+	if (nclients >= CLIENT_MAX) {
+		msg_warn("too many request connections (%d); one closed",
+		    CLIENT_MAX);
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->s = stream_new(fd, CLIENT_WRITE_MS);
+	if (event_fd_add(loop, fd, EVENT_READ, client_readable, c) < 0) {
+		msg_warn("request connection: event loop: %m");
+		stream_free(c->s);
+		free(c);
+		return;
+	}
+	nclients++;
+	c->timer = event_timer_add(loop, CLIENT_IDLE_MS, client_idle, c);
+}
+
+static void
+qmgr_wakeup(struct event_loop *loop)
+{
+	qmgr_scan_incoming();
+}
+
+static void
+deferred_timer(void *ctx)
+{
+	qmgr_scan_deferred(0, NULL);
+	event_timer_add(qmgr.loop, (long)qmgr.queue_run_delay * 1000,
+	    deferred_timer, NULL);
+}
+
+static void
+qmgr_start(struct event_loop *loop)
+{
+	char *err = NULL;
+	int n;
+
+	qmgr.loop = loop;
+	qmgr.queue_dir = xstrdup(config_str("queue_directory"));
+	qmgr.myhostname = xstrdup(config_str("myhostname"));
+	qmgr.active_limit = (size_t)config_int("qmgr_message_active_limit");
+	qmgr.min_backoff = config_time("minimal_backoff_time");
+	qmgr.max_backoff = config_time("maximal_backoff_time");
+	qmgr.max_lifetime = config_time("maximal_queue_lifetime");
+	qmgr.bounce_lifetime = config_time("bounce_queue_lifetime");
+	qmgr.queue_run_delay = config_time("queue_run_delay");
+	qmgr.delivery_timeout = config_time("daemon_timeout");
+	if (qmgr.queue_run_delay < 1)
+		qmgr.queue_run_delay = 1;
+	if (qmgr.delivery_timeout < 1)
+		qmgr.delivery_timeout = 1;
+	qmgr_resolve_init();
+
+	if (queue_make_folders(qmgr.queue_dir, &err) < 0)
+		msg_fatal("queue_directory %s: %s", qmgr.queue_dir, err);
+	if ((n = queue_cleanup(qmgr.queue_dir)) > 0)
+		msg_info("removed %d unfinished queue file%s of crashed "
+		    "writers", n, n == 1 ? "" : "s");
+	qmgr_scan_recover();
+	qmgr_scan_incoming();
+	qmgr_scan_deferred(0, NULL);
+	event_timer_add(loop, (long)qmgr.queue_run_delay * 1000,
+	    deferred_timer, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct server_opts opts = {
+		.program = "qmgr",
+		.accept = qmgr_accept,
+		.wakeup = qmgr_wakeup,
+		.start = qmgr_start,
+	};
+
+	event_server_main(argc, argv, &opts);
+	qmgr.stopping = 1;
+	qmgr_deliver_shutdown();
+	return 0;
+}
