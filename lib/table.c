@@ -32,6 +32,7 @@ static const struct table_ops *const table_backends[] = {
 	&table_static_ops,
 	&table_regexp_ops,
 	&table_cidr_ops,
+	&table_unix_ops,
 };
 
 void
@@ -51,6 +52,10 @@ table_open(const char *spec, char **err)
 	char *oerr = NULL;
 	size_t n, i;
 
+	/* Postfix's proxymap is a way to share tables; Tern's daemons open
+	 * tables themselves, so "proxy:type:name" means "type:name". */
+	if (strncasecmp(spec, "proxy:", 6) == 0)
+		spec += 6;
 	if ((colon = strchr(spec, ':')) == NULL || colon == spec) {
 		*err = xasprintf("table \"%s\": expected type:name", spec);
 		return NULL;

@@ -9,6 +9,8 @@
  *	static:value	every key maps to value
  *	regexp:/path	"/pattern/flags result" lines, if/endif
  *	cidr:/path	"network/prefix result" lines, IPv4 and IPv6
+ *	unix:passwd.byname  the local users (lib/localuser.h)
+ * "proxy:type:name" is accepted and means "type:name".
  *
  * Keys are looked up case-insensitively (lowercased) except by regexp
  * patterns, which follow their own flags. A table that cannot be read
@@ -77,6 +79,7 @@ extern const struct table_ops table_inline_ops;
 extern const struct table_ops table_static_ops;
 extern const struct table_ops table_regexp_ops;
 extern const struct table_ops table_cidr_ops;
+extern const struct table_ops table_unix_ops;
 
 /*
  * Parse "key value" / "key: value" text tables (Postfix's format: "#"
