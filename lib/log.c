@@ -23,6 +23,7 @@ static char progname[64] = "tern";
 static enum log_target target = LOG_TO_STDERR;
 static int log_fd = -1;
 static int also_stderr;
+static int tool_style;
 static void (*fatal_hook)(const char *);
 static char hostname[256] = "localhost";
 
@@ -34,6 +35,13 @@ log_init(const char *name)
 	if ((slash = strrchr(name, '/')) != NULL)
 		name = slash + 1;
 	snprintf(progname, sizeof(progname), "%s", name);
+}
+
+void
+log_init_tool(const char *name)
+{
+	log_init(name);
+	tool_style = 1;
 }
 
 const char *
@@ -116,8 +124,12 @@ log_text(int prio, const char *word, char *text)
 		if (!also_stderr)
 			return;
 	}
-	n = snprintf(line, sizeof(line), "tern/%s[%ld]: %s%s\n", progname,
-	    (long)getpid(), word, text);
+	if (tool_style)
+		n = snprintf(line, sizeof(line), "%s: %s%s\n", progname, word,
+		    text);
+	else
+		n = snprintf(line, sizeof(line), "tern/%s[%ld]: %s%s\n",
+		    progname, (long)getpid(), word, text);
 	if (n > (int)sizeof(line) - 1)
 		n = sizeof(line) - 1;
 	if (write(STDERR_FILENO, line, n) < 0) {

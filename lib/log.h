@@ -23,6 +23,9 @@ enum log_target {
 
 /* Name the program ("smtpd"); lines say "tern/smtpd[pid]". */
 void	log_init(const char *progname);
+/* For command-line tools: stderr lines read "ternconf: warning: ...",
+ * as Postfix's tools print them, instead of the daemon shape. */
+void	log_init_tool(const char *progname);
 /* Choose the target; path is the file for LOG_TO_FILE. */
 void	log_open(enum log_target, const char *path);
 /* Also copy every line to stderr (tools run interactively). */

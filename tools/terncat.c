@@ -371,7 +371,7 @@ main(int argc, char **argv)
 	char *path, *label;
 	int ch, what = 0, by_id = 0, status = 0;
 
-	log_init("terncat");
+	log_init_tool("terncat");
 	while ((ch = getopt(argc, argv, "bc:ehq")) != -1) {
 		switch (ch) {
 		case 'b':

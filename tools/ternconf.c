@@ -422,7 +422,7 @@ main(int argc, char **argv)
 	int ch, flags = 0, edit = 0, master = 0, man = 0, broken = 0;
 	int status;
 
-	log_init("ternconf");
+	log_init_tool("ternconf");
 	while ((ch = getopt_long(argc, argv, "c:dehmMno:x", longopts,
 	    NULL)) != -1) {
 		switch (ch) {

@@ -130,7 +130,7 @@ main(int argc, char *argv[])
 	const char *query = NULL;
 	int ch, aliases_syntax = 0, dump = 0, r = 0;
 
-	log_init("ternmap");
+	log_init_tool("ternmap");
 	while ((ch = getopt(argc, argv, "Aq:s")) != -1) {
 		switch (ch) {
 		case 'A':
