@@ -326,9 +326,9 @@ unix_connect(const char *path, int timeout_ms)
 		if (errno == EINPROGRESS || errno == EINTR) {
 			/* Wait for the outcome, within the timeout. */
 			for (;;) {
-				left = -1;
-				if (timeout_ms > 0 &&
-				    (left = end - event_now_ms()) <= 0) {
+				left = timeout_ms > 0 ? end - event_now_ms() :
+				    -1;
+				if (timeout_ms > 0 && left <= 0) {
 					errno = ETIMEDOUT;
 					goto fail;
 				}

@@ -25,6 +25,7 @@ static int log_fd = -1;
 static int also_stderr;
 static int tool_style;
 static void (*fatal_hook)(const char *);
+static int fatal_status = 1;
 static char hostname[256] = "localhost";
 
 void
@@ -54,6 +55,12 @@ void
 log_also_stderr(int on)
 {
 	also_stderr = on;
+}
+
+void
+log_set_fatal_status(int status)
+{
+	fatal_status = status;
 }
 
 void
@@ -177,7 +184,7 @@ msg_fatal(const char *fmt, ...)
 	if (fatal_hook != NULL)
 		fatal_hook(text);	/* tests longjmp out of here */
 	log_text(LOG_CRIT, "fatal: ", text);
-	exit(1);
+	exit(fatal_status);
 }
 
 void

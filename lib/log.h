@@ -38,6 +38,10 @@ void	msg_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void	msg_fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void	msg_panic(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Exit status of msg_fatal (default 1): sendmail exits with sysexits.h
+ * codes, which callers of a mail submission program act on. */
+void	log_set_fatal_status(int);
+
 /* Called instead of exit() by msg_fatal, for tests; NULL restores exit. */
 void	log_set_fatal_hook(void (*)(const char *));
 

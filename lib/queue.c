@@ -50,7 +50,7 @@
 
 #define QUEUE_MAGIC		"TERN 1"
 #define QUEUE_TMP_PREFIX	".tmp-"
-#define QUEUE_STAGE		65536		/* write staging buffer */
+#define QUEUE_STAGE		65536	/* write staging buffer */
 #define QUEUE_READ_CHUNK	16384		/* envelope reader */
 #define QUEUE_LINE_MAX		(4 * 1024 * 1024) /* longest record */
 #define QUEUE_LEN_DIGITS	20
@@ -59,9 +59,11 @@
 
 /*
  * Folder modes. The queue folders hold mail and belong to mail_owner
- * alone: 0700. maildrop/ is 0730 as in Postfix, so that a setgid
- * submission program of the folder's group may drop files it cannot
- * read back. public/ is 0710: the group may reach the sockets in it,
+ * alone: 0700. maildrop/ is 3733 (sticky, set-gid, rwx-wx-wx): any local
+ * user's sendmail may drop a file there without a set-uid or set-gid
+ * program, nobody but mail_owner may list it or remove another's file,
+ * and each new file gets mail_owner's group, so that pickup can read it
+ * (submit.h tells the whole design). public/ is 0710: the group may reach the sockets in it,
  * others may not (tests run everything as one user, so the group bit
  * only matters on a real installation). private/ is 0700.
  */
@@ -74,7 +76,7 @@ static const struct {
 	[QUEUE_DEFERRED] = { "deferred", 0700 },
 	[QUEUE_HOLD] = { "hold", 0700 },
 	[QUEUE_CORRUPT] = { "corrupt", 0700 },
-	[QUEUE_MAILDROP] = { "maildrop", 0730 },
+	[QUEUE_MAILDROP] = { "maildrop", 03733 },
 };
 
 static const struct {
@@ -363,8 +365,9 @@ xtext_decode(const char *s)
 	out = q = xmalloc(strlen(s) + 1);
 	while (*s != '\0') {
 		if (*s == '+') {
-			if ((hi = hexval(s[1])) < 0 || (lo = hexval(s[2])) < 0 ||
-			    (hi == 0 && lo == 0))
+			hi = hexval(s[1]);
+			lo = hi < 0 ? -1 : hexval(s[2]);
+			if (lo < 0 || (hi == 0 && lo == 0))
 				goto bad;
 			*q++ = (char)(hi << 4 | lo);
 			s += 3;
@@ -402,9 +405,9 @@ struct queue_writer {
 	struct wrcpt	*rcpts;
 	size_t		 nrcpts;
 	int		 envelope_done;
-	off_t		 len_off;	/* where the M record's digits are */
+	off_t		 len_off;	/* where M's digits are */
 	size_t		 content_len;
-	struct buf	 stage;		/* written, not yet write(2)n */
+	struct buf	 stage;		/* not yet write(2)n */
 	int		 failed;	/* errno of a failed write, or 0 */
 };
 
@@ -450,10 +453,12 @@ queue_create(const char *queue_dir, enum queue_folder folder, char **err)
 	usec = arrival_usec();
 	for (tries = 0; tries < 100; tries++) {
 		free(w->tmp_path);
-		w->tmp_path = xasprintf("%s/%s/" QUEUE_TMP_PREFIX "%ld.%llu.%lu",
-		    queue_dir, queue_folder_name(folder), (long)getpid(), usec,
-		    ++counter);
-		if ((w->fd = file_create(w->tmp_path, 0600)) >= 0 ||
+		w->tmp_path = xasprintf("%s/%s/" QUEUE_TMP_PREFIX
+		    "%ld.%llu.%lu", queue_dir, queue_folder_name(folder),
+		    (long)getpid(), usec, ++counter);
+		/* maildrop/: the group (mail_owner's) reads, see submit.h */
+		if ((w->fd = file_create(w->tmp_path,
+		    folder == QUEUE_MAILDROP ? 0640 : 0600)) >= 0 ||
 		    errno != EEXIST)
 			break;
 	}
@@ -655,6 +660,25 @@ writer_free(struct queue_writer *w)
 	free(w);
 }
 
+/*
+ * maildrop/ is write-only for the users whose sendmail writes there
+ * (submit.h): they cannot open the folder to fsync it. syncfs(2) through
+ * the file itself makes the file system, the new name included, durable.
+ */
+static int
+sync_by_file(const char *path)
+{
+	int fd, r, saved;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	r = syncfs(fd);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return r;
+}
+
 int
 queue_commit(struct queue_writer *w, char **err)
 {
@@ -696,7 +720,8 @@ queue_commit(struct queue_writer *w, char **err)
 	if (rename(w->tmp_path, final) < 0)
 		goto fail;
 	dir = xasprintf("%s/%s", w->queue_dir, queue_folder_name(w->folder));
-	if (file_fsync_dir(dir) < 0) {
+	if (file_fsync_dir(dir) < 0 && !(errno == EACCES &&
+	    w->folder == QUEUE_MAILDROP && sync_by_file(final) == 0)) {
 		/* The name may not be durable: the caller must not say 250. */
 		set_err(err, "fsync %s: %s", dir, strerror(errno));
 		unlink(final);

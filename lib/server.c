@@ -48,7 +48,7 @@
 #define SERVER_MAX_LISTEN	64
 
 struct server_args {
-	const char	*config_dir;	/* -c; NULL: config_load's default */
+	const char	*config_dir;	/* -c; NULL: the default */
 	const char	*type;		/* -t */
 	unsigned long	 wakeup;	/* -w, seconds */
 	unsigned long	 nlisten;	/* -s */
@@ -147,14 +147,37 @@ server_parse_args(int argc, char **argv, const char *program,
 		service_name = program;
 }
 
-/* main.cf, then the -o overrides on top; any error ends the process. */
+static void
+server_open_log(void)
+{
+	const char *logfile;
+
+	/* -S: the one session's errors belong on the terminal. */
+	if (standalone)
+		return;
+	logfile = config_str("maillog_file");
+	log_open(*logfile != '\0' ? LOG_TO_FILE : LOG_TO_SYSLOG, logfile);
+}
+
+/*
+ * main.cf, then the -o overrides on top; any error ends the process.
+ * Under master stderr goes nowhere, so the log is opened as soon as
+ * main.cf says where it is (again after the overrides, which may move
+ * it); a main.cf that cannot be read at all is reported to syslog.
+ */
 static void
 server_load_config(const struct server_args *args)
 {
 	char *err = NULL, *name, *eq;
 
-	if (config_load(args->config_dir, &err) < 0)
-		msg_fatal("%s", err);
+	if (config_load(args->config_dir, &err) < 0) {
+		if (!standalone) {
+			log_open(LOG_TO_SYSLOG, NULL);
+			log_also_stderr(1);
+		}
+		msg_fatal("service %s: %s", service_name, err);
+	}
+	server_open_log();
 	for (size_t i = 0; args->overrides != NULL &&
 	    args->overrides[i] != NULL; i++) {
 		name = xstrdup(args->overrides[i]);
@@ -167,6 +190,8 @@ server_load_config(const struct server_args *args)
 			    args->overrides[i], err);
 		free(name);
 	}
+	if (args->overrides != NULL)
+		server_open_log();
 }
 
 /*
@@ -215,29 +240,29 @@ server_jail(const struct server_args *args, const struct server_opts *opts)
 	priv_user_free(&pw);
 }
 
+/* Descriptor of listening socket i (0-based). */
+static int
+server_listen_fd(unsigned long i)
+{
+	return i == 0 ? SERVER_LISTEN_FD : SERVER_STATUS_FD + (int)i;
+}
+
 /* Everything before serving, common to both kinds of server. */
 static void
 server_init(int argc, char **argv, const struct server_opts *opts,
     struct server_args *args)
 {
-	const char *logfile;
-
 	log_init(opts->program);
 	server_parse_args(argc, argv, opts->program, args);
 	server_load_config(args);
-	/* -S: the one session's errors belong on the terminal. */
-	if (!standalone) {
-		logfile = config_str("maillog_file");
-		log_open(*logfile != '\0' ? LOG_TO_FILE : LOG_TO_SYSLOG,
-		    logfile);
-	}
 	signal(SIGPIPE, SIG_IGN);
 
 	if (!standalone) {
-		if (fcntl(SERVER_LISTEN_FD, F_GETFD) < 0)
-			msg_fatal("service %s: no listening socket on "
-			    "descriptor %d (run by master, or use -S)",
-			    service_name, SERVER_LISTEN_FD);
+		for (unsigned long i = 0; i < args->nlisten; i++)
+			if (fcntl(server_listen_fd(i), F_GETFD) < 0)
+				msg_fatal("service %s: no listening socket on "
+				    "descriptor %d (run by master, or use -S)",
+				    service_name, server_listen_fd(i));
 		status_ok = fcntl(SERVER_STATUS_FD, F_GETFD) >= 0;
 	}
 	if (opts->pre_jail != NULL)
@@ -248,13 +273,6 @@ server_init(int argc, char **argv, const struct server_opts *opts,
 	if (verbose)
 		msg_info("service %s (%s): ready", service_name,
 		    args->type != NULL ? args->type : "-");
-}
-
-/* Descriptor of listening socket i (0-based). */
-static int
-server_listen_fd(unsigned long i)
-{
-	return i == 0 ? SERVER_LISTEN_FD : SERVER_STATUS_FD + (int)i;
 }
 
 /*
@@ -383,6 +401,9 @@ single_server_main(int argc, char **argv, const struct server_opts *opts)
 		if (status_ok && pfd[n - 1].revents != 0)
 			break;		/* master is gone or retired us */
 		for (size_t i = 0; i < args.nlisten; i++) {
+			if (pfd[i].revents & POLLNVAL)
+				msg_fatal("service %s: listening socket %d is "
+				    "gone", service_name, pfd[i].fd);
 			if (!(pfd[i].revents & POLLIN))
 				continue;
 			if ((fd = server_accept(pfd[i].fd)) < 0)

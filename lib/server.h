@@ -2,7 +2,8 @@
  * server - the skeleton of every daemon master runs.
  *
  * master starts a daemon as
- *	PROGRAM -c CONFIG_DIR -n SERVICE -t TYPE [-w SECONDS] [-o name=value]...
+ *	PROGRAM -c CONFIG_DIR -n SERVICE -t TYPE [-w SECONDS]
+ *	    [-o name=value]...
  * with the service's listening socket on descriptor SERVER_LISTEN_FD and
  * the write end of master's status pipe on SERVER_STATUS_FD. The daemon
  * loads main.cf, applies the -o overrides, opens its log, calls pre_jail
@@ -78,13 +79,14 @@ struct server_opts {
 	void	(*accept)(int fd, struct event_loop *);
 	/* event server: called every -w SECONDS (master.cf wakeup column) */
 	void	(*wakeup)(struct event_loop *);
-	int	 unprivileged_ok;	/* may run when not started as root */
+	int	 unprivileged_ok;	/* may run without root */
 	/* event server: called once with the loop before it runs, after
 	 * post_jail (qmgr starts its scans and timers here); optional */
 	void	(*start)(struct event_loop *);
 };
 
-int	single_server_main(int argc, char **argv, const struct server_opts *);
+int	single_server_main(int argc, char **argv,
+	    const struct server_opts *);
 int	event_server_main(int argc, char **argv, const struct server_opts *);
 
 /* The service name (-n) and whether -S stand-alone mode is on. */

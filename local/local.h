@@ -85,6 +85,28 @@ typedef void (*local_step_fn)(void *ctx, struct local_result *);
  */
 void	local_run_as(uid_t, gid_t, const char *groups_name, local_step_fn,
 	    void *ctx, struct local_result *);
+/* A file read for a user: what stat(2) said and up to max bytes. */
+struct local_file {
+	int	 err;		/* errno of the open, 0 when it opened */
+	uid_t	 uid;		/* owner */
+	mode_t	 mode;
+	unsigned long nlink;
+	int	 too_large;	/* more than max bytes: data is empty */
+	struct buf data;	/* only for a regular file */
+};
+
+/*
+ * Read path (a final symbolic link is not followed: err ELOOP) with
+ * uid/gid's privileges, so that a .forward or an :include: named by a
+ * user can never show that user a file only root may read. 0 with *f
+ * filled (f->err tells whether the file could be opened), or -1 with
+ * *res deferred when the read could not even be tried. local_file_free
+ * after 0.
+ */
+int	local_read_as(uid_t, gid_t, const char *groups_name, const char *path,
+	    size_t max, struct local_file *f, struct local_result *res);
+void	local_file_free(struct local_file *);
+
 /* The user commands and files run as when root owns the alias, include
  * or .forward they came from: default_privs. 0, or -1 with *res set. */
 int	local_default_privs(struct priv_user *, struct local_result *res);

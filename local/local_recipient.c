@@ -68,7 +68,6 @@ struct resend_group {
 struct expansion {
 	const struct local_msg *m;
 	const struct local_tables *tabs;
-	const char *top;		/* the recipient as qmgr gave it */
 	char	**seen;			/* targets already handled */
 	struct resend_group *groups;
 	size_t	 ngroups;
@@ -128,6 +127,8 @@ record(struct expansion *x, const struct level *lv,
 		(void)buf_puts(&x->summary, r->reason ? r->reason : "");
 		return;
 	}
+	if (keep == NULL)	/* the first one is what is reported */
+		return;
 	/* A branch's failure names the branch. */
 	if (lv != NULL && lv->depth > 0)
 		local_result_set(keep, r->status, r->dsn ? r->dsn : "4.3.0",
@@ -543,12 +544,34 @@ deliver_file(struct expansion *x, const struct level *lv, const char *path,
 	strv_free(allow);
 }
 
+/* 1 when key was handled before in this expansion; else remember it.
+ * Keys are compared exactly: callers lowercase what is not case
+ * sensitive. */
+static int
+seen(struct expansion *x, const char *key)
+{
+	for (size_t i = 0; x->seen[i] != NULL; i++)
+		if (strcmp(x->seen[i], key) == 0)
+			return 1;
+	strv_add(&x->seen, key);
+	return 0;
+}
+
 /* Add addr to the copy queued again for (sender, Delivered-To). */
 static void
 resend_add(struct expansion *x, const struct level *lv, const char *addr)
 {
 	const char *sender = lv->owner_sender ? lv->owner_sender : lv->sender;
 	struct resend_group *g = NULL;
+	char *key = xasprintf("resend:%s", addr);
+
+	for (char *c = key; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	if (seen(x, key)) {
+		free(key);
+		return;
+	}
+	free(key);
 
 	for (size_t i = 0; i < x->ngroups; i++)
 		if (strcmp(x->groups[i].sender, sender) == 0 &&
@@ -568,72 +591,53 @@ resend_add(struct expansion *x, const struct level *lv, const char *addr)
 static void expand_targets(struct expansion *, const struct level *,
 	    const char *text, const struct privs *);
 
-/* 1 when key was handled before in this expansion; else remember it.
- * Keys are compared exactly: callers lowercase what is not case
- * sensitive. */
-static int
-seen(struct expansion *x, const char *key)
-{
-	for (size_t i = 0; x->seen[i] != NULL; i++)
-		if (strcmp(x->seen[i], key) == 0)
-			return 1;
-	strv_add(&x->seen, key);
-	return 0;
-}
-
-/* :include:path, read with the checks a root reader needs. */
+/*
+ * :include:path, read with the privileges of whoever named it (the
+ * user of a .forward, the owner of an alias table or include file), so
+ * that a user can include only what that user may read.
+ */
 static void
-expand_include(struct expansion *x, const struct level *lv, const char *path)
+expand_include(struct expansion *x, const struct level *lv, const char *path,
+    const struct privs *ctx)
 {
+	struct local_result r;
+	struct local_file f;
 	struct privs p;
-	struct stat st;
-	struct buf text;
-	char chunk[4096];
-	ssize_t n;
-	int fd;
 
 	if (path[0] != '/') {
 		record_set(x, lv, DELIVER_BOUNCED, "5.3.5",
 		    ":include:%s: not an absolute path", path);
 		return;
 	}
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-	    O_CLOEXEC)) < 0) {
-		int e = errno;
-
-		if (e == ENOENT || e == ELOOP)
-			record_set(x, lv, DELIVER_BOUNCED, "5.3.5",
-			    ":include:%s: %s", path, e == ELOOP ?
-			    "a symbolic link" : strerror(e));
-		else
-			record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
-			    ":include:%s: %s", path, strerror(e));
+	local_result_init(&r);
+	if (local_read_as(ctx->uid, ctx->gid, ctx->name, path,
+	    LOCAL_INCLUDE_MAX, &f, &r) < 0) {
+		record(x, lv, &r);
+		local_result_free(&r);
 		return;
 	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    (st.st_mode & S_IWOTH) != 0) {
+	local_result_free(&r);
+	if (f.err == ENOENT || f.err == ELOOP)
+		record_set(x, lv, DELIVER_BOUNCED, "5.3.5",
+		    ":include:%s: %s", path, f.err == ELOOP ?
+		    "a symbolic link" : strerror(f.err));
+	else if (f.err != 0)
+		record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
+		    ":include:%s: %s", path, strerror(f.err));
+	else if (!S_ISREG(f.mode) || (f.mode & S_IWOTH) != 0)
 		record_set(x, lv, DELIVER_DEFERRED, "4.3.5",
 		    ":include:%s: not a regular file, or world writable",
 		    path);
-		close(fd);
-		return;
-	}
-	buf_init(&text, LOCAL_INCLUDE_MAX);
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		if (buf_append(&text, chunk, (size_t)n) < 0)
-			break;
-	close(fd);
-	if (n != 0) {
+	else if (f.too_large)
 		record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
-		    ":include:%s: %s", path, n > 0 ? "file too large" :
-		    strerror(errno));
-		buf_free(&text);
-		return;
+		    ":include:%s: larger than %d bytes", path,
+		    LOCAL_INCLUDE_MAX);
+	else {
+		privs_from_owner(&p, "include", path);
+		expand_targets(x, lv, buf_cstr(&f.data), &p);
+		privs_free(&p);
 	}
-	privs_from_owner(&p, "include", path);
-	expand_targets(x, lv, buf_cstr(&text), &p);
-	privs_free(&p);
-	buf_free(&text);
+	local_file_free(&f);
 }
 
 /* An address from an expansion: expanded here when local, queued
@@ -719,7 +723,7 @@ expand_targets(struct expansion *x, const struct level *lv,
 				    "too many levels of aliases, includes "
 				    "and forwarding");
 			else
-				expand_include(x, lv, t[i].value);
+				expand_include(x, lv, t[i].value, p);
 			break;
 		}
 	}
@@ -858,88 +862,107 @@ forward_expand(const char *item, const struct level *lv,
 	return buf_steal(&b);
 }
 
-/* 1: expanded, 0: no usable .forward, -1: error recorded. */
+/* 1: expanded, 0: no usable .forward, -1: error recorded. The file is
+ * read as the user, like everything else done for the user. */
 static int
 try_forward(struct expansion *x, struct level *lv, const struct priv_user *pw)
 {
 	char **items = config_list("forward_path"), *path = NULL;
 	struct local_target *t;
+	struct local_result r;
+	struct local_file f;
 	struct privs p;
-	struct stat st;
-	struct buf text;
-	char chunk[4096];
-	ssize_t n = 0;
 	size_t nt;
-	int fd = -1, done = 0;
+	int found = 0, done = 0;
 
-	buf_init(&text, LOCAL_INCLUDE_MAX);
-	for (size_t i = 0; items[i] != NULL && fd < 0 && !done; i++) {
+	for (size_t i = 0; items[i] != NULL && !found && !done; i++) {
 		free(path);
 		path = forward_expand(items[i], lv, pw);
 		if (path[0] != '/')
 			continue;
-		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd < 0) {
-			if (errno == ENOENT || errno == ENOTDIR)
-				continue;
-			if (errno == ELOOP) {
-				msg_warn("%s: ignored: a symbolic link", path);
-				continue;
-			}
-			record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
-			    "cannot read %s: %s", path, strerror(errno));
+		local_result_init(&r);
+		if (local_read_as(pw->uid, pw->gid, pw->name, path,
+		    LOCAL_INCLUDE_MAX, &f, &r) < 0) {
+			record(x, lv, &r);
+			local_result_free(&r);
 			done = -1;
 			break;
 		}
-		/* Only the user may say where the user's mail goes. */
-		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-		    st.st_uid != pw->uid || (st.st_mode & 022) != 0 ||
-		    st.st_nlink != 1) {
+		local_result_free(&r);
+		if (f.err == ENOENT || f.err == ENOTDIR) {
+			local_file_free(&f);
+			continue;
+		}
+		if (f.err == ELOOP) {
+			msg_warn("%s: ignored: a symbolic link", path);
+		} else if (f.err != 0) {
+			record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
+			    "cannot read %s: %s", path, strerror(f.err));
+			done = -1;
+		} else if (!S_ISREG(f.mode) || f.uid != pw->uid ||
+		    (f.mode & 022) != 0 || f.nlink != 1) {
+			/* Only the user may say where the user's mail goes. */
 			msg_warn("%s: ignored: not a regular file owned by %s "
 			    "and writable by nobody else", path, pw->name);
-			close(fd);
-			fd = -1;
+		} else if (f.too_large) {
+			record_set(x, lv, DELIVER_DEFERRED, "4.3.0",
+			    "cannot read %s: larger than %d bytes", path,
+			    LOCAL_INCLUDE_MAX);
+			done = -1;
+		} else {
+			found = 1;
+			break;	/* keep f */
 		}
+		local_file_free(&f);
 	}
 	strv_free(items);
-	if (fd < 0) {
+	if (!found) {
 		free(path);
-		buf_free(&text);
 		return done;
 	}
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		if (buf_append(&text, chunk, (size_t)n) < 0)
-			break;
-	close(fd);
-	if (n != 0) {
-		record_set(x, lv, DELIVER_DEFERRED, "4.3.0", "cannot read %s: %s",
-		    path, n > 0 ? "file too large" : strerror(errno));
-		free(path);
-		buf_free(&text);
-		return -1;
-	}
 	/* An empty .forward forwards nothing: the mailbox gets the mail. */
-	nt = local_targets_parse(buf_cstr(&text), &t);
+	nt = local_targets_parse(buf_cstr(&f.data), &t);
 	local_targets_free(t, nt);
-	if (nt == 0) {
-		free(path);
-		buf_free(&text);
-		return 0;
+	if (nt > 0) {
+		memset(&p, 0, sizeof(p));
+		p.class = "forward";
+		p.uid = pw->uid;
+		p.gid = pw->gid;
+		p.name = xstrdup(pw->name);
+		p.home = xstrdup(pw->home);
+		expand_targets(x, lv, buf_cstr(&f.data), &p);
+		privs_free(&p);
 	}
-	memset(&p, 0, sizeof(p));
-	p.class = "forward";
-	p.uid = pw->uid;
-	p.gid = pw->gid;
-	p.name = xstrdup(pw->name);
-	p.home = xstrdup(pw->home);
-	expand_targets(x, lv, buf_cstr(&text), &p);
-	privs_free(&p);
+	local_file_free(&f);
 	free(path);
-	buf_free(&text);
-	return 1;
+	return nt > 0;
 }
 
 /* ---- the mailbox ---- */
+
+/*
+ * The spool folder (/var/mail) is root's, or group mail's: a user may
+ * append to a mailbox there but not create one. Root creates it, empty
+ * and owned by the user, as the system's mail tools do.
+ */
+static void
+spool_create(const char *path, const struct priv_user *pw)
+{
+	int fd;
+
+	if (geteuid() != 0 || pw->uid == 0)
+		return;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC |
+	    O_NOCTTY, 0600);
+	if (fd < 0)
+		return;		/* there already, or the delivery says why */
+	if (fchown(fd, pw->uid, pw->gid) < 0) {
+		msg_warn("cannot give %s to uid %ld: %s", path, (long)pw->uid,
+		    strerror(errno));
+		(void)unlink(path);
+	}
+	close(fd);
+}
 
 static void
 deliver_mailbox(struct expansion *x, const struct level *lv,
@@ -967,9 +990,11 @@ deliver_mailbox(struct expansion *x, const struct level *lv,
 	}
 	if (*home_mailbox != '\0')
 		path = xasprintf("%s/%s", pw->home, home_mailbox);
-	else
+	else {
 		path = xasprintf("%s/%s", config_str("mail_spool_directory"),
 		    lv->user);
+		spool_create(path, pw);
+	}
 	step_init(&s, x, lv, lv->sender);
 	s.path = path;
 	s.home = *home_mailbox != '\0' ? pw->home : NULL;
@@ -989,7 +1014,7 @@ expand_address(struct expansion *x, const struct level *parent,
 	struct priv_user pw;
 	struct level lv;
 	char *key;
-	int r, dup;
+	int dup;
 
 	level_init(&lv, parent, addr, sender);
 	if (lv.depth > LOCAL_MAX_DEPTH) {
@@ -1010,7 +1035,7 @@ expand_address(struct expansion *x, const struct level *parent,
 	free(key);
 	if (dup)
 		goto out;
-	if (!noexpand && (r = try_alias(x, &lv)) != 0)
+	if (!noexpand && try_alias(x, &lv) != 0)
 		goto out;
 	memset(&pw, 0, sizeof(pw));
 	if (local_user_lookup(lv.user, &pw) < 0) {
@@ -1023,7 +1048,7 @@ expand_address(struct expansion *x, const struct level *parent,
 			    "unknown user: \"%s\"", lv.user);
 		goto out;
 	}
-	if (noexpand || (r = try_forward(x, &lv, &pw)) == 0)
+	if (noexpand || try_forward(x, &lv, &pw) == 0)
 		deliver_mailbox(x, &lv, &pw);
 	priv_user_free(&pw);
 out:
@@ -1042,7 +1067,6 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
 	memset(&x, 0, sizeof(x));
 	x.m = m;
 	x.tabs = t;
-	x.top = addr;
 	x.seen = strv_split("", ",");
 	local_result_init(&x.deferred);
 	local_result_init(&x.bounced);

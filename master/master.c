@@ -340,6 +340,8 @@ master_reload(void)
 			reload_skip(d, err);
 			continue;
 		}
+		if (prev != NULL)
+			service_follow(svc, prev);
 		if (same_key) {
 			service_take_sockets(svc, prev);
 			service_unlink(prev);
@@ -383,6 +385,15 @@ on_sighup(int signo, void *ctx)
 }
 
 static void
+on_give_up_timer(void *ctx)
+{
+	(void)ctx;
+	msg_warn("%d process%s did not die: exiting anyway",
+	    service_children(), service_children() == 1 ? "" : "es");
+	event_loop_stop(master_loop);
+}
+
+static void
 on_kill_timer(void *ctx)
 {
 	(void)ctx;
@@ -392,6 +403,9 @@ on_kill_timer(void *ctx)
 		    service_children() == 1 ? "" : "es",
 		    MASTER_STOP_GRACE_MS / 1000);
 		service_signal_all(SIGKILL);
+		/* Only a process stuck in the kernel survives SIGKILL. */
+		event_timer_add(master_loop, MASTER_STOP_GRACE_MS,
+		    on_give_up_timer, NULL);
 	}
 }
 

@@ -23,7 +23,7 @@ struct service_def;
 /* What master itself takes from main.cf and master.cf. */
 struct master_conf {
 	char		*config_dir;	/* absolute */
-	char		*maincf_text;	/* to tell whether main.cf changed */
+	char		*maincf_text;	/* did main.cf change? */
 	char		*queue_dir;
 	char		*daemon_dir;
 	char		*data_dir;
@@ -32,7 +32,7 @@ struct master_conf {
 	char		**inet_interfaces;
 	char		**inet_protocols;
 	long		 process_limit;	/* default_process_limit */
-	unsigned long	 throttle_max;	/* service_throttle_time, seconds */
+	unsigned long	 throttle_max;	/* service_throttle_time */
 	struct master_service *defs;
 	size_t		 ndefs;
 };
@@ -42,9 +42,8 @@ struct service {
 	struct service	*next;
 	char		*name;
 	enum service_type type;
-	char		*spec;		/* every column but maxproc, for reload */
+	char		*spec;		/* columns but maxproc */
 	char		*path;		/* daemon_dir/command */
-	char		**argv;		/* what its processes are started with */
 	int		 maxproc;	/* resolved: never -1 */
 	int		 always_on;	/* keep one process running */
 	char		*listen_key;	/* the addresses, for reload */
@@ -56,11 +55,14 @@ struct service {
 	int		 nchild;
 	int		 nidle;
 	int		 watching;	/* listen fds in the event loop */
-	int		 retired;	/* replaced or removed: no new work */
+	int		 retired;	/* replaced or removed */
 	int		 throttled;
-	unsigned long	 throttle_delay;	/* seconds of the last throttle */
+	unsigned long	 throttle_delay;	/* last one, seconds */
 	unsigned long	 throttle_timer;
 	struct service_def *def;	/* how its processes are started */
+	/* maxproc 1 across a reload: the new pool waits for the old. */
+	struct service	*predecessor;
+	struct service	*successor;
 };
 
 /* master.c */
@@ -85,6 +87,9 @@ char	*service_spec(const struct master_service *def);
 /* maxproc with "-" and 0 (no limit) worked out. */
 int	service_maxproc(const struct master_service *def,
 	    const struct master_conf *);
+/* svc replaces prev, about to be retired; with maxproc 1, svc starts no
+ * process until prev's last one has exited. */
+void	service_follow(struct service *svc, struct service *prev);
 /* Move from's listening sockets to to (a reload that kept them). */
 void	service_take_sockets(struct service *to, struct service *from);
 struct service *service_create(const struct master_service *def,

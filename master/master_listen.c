@@ -75,18 +75,18 @@ proto_mask(char *const *protocols, int *mask, char **err)
 static int
 split_name(const char *name, char **host, char **port, char **err)
 {
-	const char *colon, *close;
+	const char *colon, *rb;
 
 	*host = *port = NULL;
 	if (name[0] == '[') {
-		if ((close = strchr(name, ']')) == NULL || close[1] != ':' ||
-		    close[2] == '\0') {
+		if ((rb = strchr(name, ']')) == NULL || rb[1] != ':' ||
+		    rb[2] == '\0') {
 			*err = xasprintf("bad service name \"%s\": expected "
 			    "[address]:port", name);
 			return -1;
 		}
-		*host = xstrndup(name + 1, (size_t)(close - name - 1));
-		*port = xstrdup(close + 2);
+		*host = xstrndup(name + 1, (size_t)(rb - name - 1));
+		*port = xstrdup(rb + 2);
 		return 0;
 	}
 	if ((colon = strrchr(name, ':')) == NULL) {

@@ -184,7 +184,14 @@ static void
 service_free(struct service *svc)
 {
 	struct service_def *sd = svc->def;
+	struct service *next = svc->successor;
 
+	if (svc->predecessor != NULL)
+		svc->predecessor->successor = NULL;
+	if (next != NULL) {
+		next->predecessor = NULL;
+		service_update(next);
+	}
 	listen_close(svc, 0);
 	free(svc->name);
 	free(svc->spec);
@@ -337,6 +344,17 @@ service_watch(struct service *svc, int on)
 }
 
 void
+service_follow(struct service *svc, struct service *prev)
+{
+	if (svc->maxproc != 1)
+		return;
+	if (prev->successor != NULL)
+		prev->successor->predecessor = NULL;
+	svc->predecessor = prev;
+	prev->successor = svc;
+}
+
+void
 service_take_sockets(struct service *to, struct service *from)
 {
 	service_watch(from, 0);
@@ -351,14 +369,18 @@ service_take_sockets(struct service *to, struct service *from)
 void
 service_update(struct service *svc)
 {
-	if (svc->retired || master_stopping) {
+	/* A retired one takes no work; a successor waits its turn; one
+	 * whose sockets are not open yet (mid-reload) has nothing to give
+	 * a process. */
+	if (svc->retired || master_stopping || svc->predecessor != NULL ||
+	    svc->nlisten == 0) {
 		service_watch(svc, 0);
 		return;
 	}
 	if (!svc->throttled && svc->always_on && svc->nchild == 0)
 		service_spawn(svc);
 	service_watch(svc, !svc->throttled && svc->nidle == 0 &&
-	    svc->nchild < svc->maxproc && svc->nlisten > 0);
+	    svc->nchild < svc->maxproc);
 }
 
 static void

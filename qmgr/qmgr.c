@@ -39,7 +39,7 @@
 /* Client requests are tiny; these bound what a confused or hostile
  * local client can make qmgr hold. */
 #define CLIENT_MAX		256	/* connections at once */
-#define CLIENT_IDLE_MS		10000	/* a connection with no request */
+#define CLIENT_IDLE_MS		10000	/* silent connection */
 #define CLIENT_WRITE_MS		1000	/* to take a reply */
 #define CLIENT_LINE_MAX		4096
 #define CLIENT_ATTR_MAX		16
@@ -47,10 +47,12 @@
 struct qmgr_state qmgr;
 
 struct client {
+	struct client *prev, *next;
 	struct stream *s;
 	unsigned long timer;
 };
 
+static struct client *clients;
 static size_t nclients;
 
 static void
@@ -60,6 +62,12 @@ client_close(struct client *c)
 		event_timer_cancel(qmgr.loop, c->timer);
 	event_fd_del(qmgr.loop, c->s->fd);
 	stream_free(c->s);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		clients = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
 	free(c);
 	nclients--;
 }
@@ -75,29 +83,22 @@ client_idle(void *ctx)
 
 enum action { ACT_NONE, ACT_NEW, ACT_FLUSH, ACT_DELIVER };
 
-static void
-client_readable(int fd, int events, void *ctx)
+/* Answer one buffered request, then do its work. -1: c was closed. */
+static int
+client_request(struct client *c)
 {
-	struct client *c = ctx;
 	struct attrs req, reply;
 	const char *what, *id, *site;
 	char *site_copy = NULL, *id_copy = NULL;
 	enum action act = ACT_NONE;
 	int r;
 
-	r = qmgr_attr_ready(c->s, CLIENT_LINE_MAX * CLIENT_ATTR_MAX);
-	if (r == 0)
-		return;
-	if (r < 0) {
-		client_close(c);
-		return;
-	}
 	attrs_init(&req);
 	attrs_init(&reply);
 	if (attr_recv(c->s, &req, CLIENT_LINE_MAX, CLIENT_ATTR_MAX) != 0) {
 		attrs_clear(&req);
 		client_close(c);
-		return;
+		return -1;
 	}
 	what = attrs_get(&req, "request");
 	id = attrs_get(&req, "queue_id");
@@ -147,6 +148,23 @@ client_readable(int fd, int events, void *ctx)
 	}
 	free(site_copy);
 	free(id_copy);
+	return r != 0 ? -1 : 0;
+}
+
+static void
+client_readable(int fd, int events, void *ctx)
+{
+	struct client *c = ctx;
+	int r;
+
+	/* Several requests may arrive in one read: answer them all, since
+	 * no new event comes for what is already buffered. */
+	while ((r = qmgr_attr_ready(c->s,
+	    CLIENT_LINE_MAX * CLIENT_ATTR_MAX)) == 1)
+		if (client_request(c) < 0)
+			return;
+	if (r < 0)
+		client_close(c);
 }
 
 static void
@@ -169,6 +187,9 @@ qmgr_accept(int fd, struct event_loop *loop)
 		return;
 	}
 	nclients++;
+	if ((c->next = clients) != NULL)
+		clients->prev = c;
+	clients = c;
 	c->timer = event_timer_add(loop, CLIENT_IDLE_MS, client_idle, c);
 }
 
@@ -229,9 +250,22 @@ main(int argc, char **argv)
 		.wakeup = qmgr_wakeup,
 		.start = qmgr_start,
 	};
+	struct client *c;
 
 	event_server_main(argc, argv, &opts);
+	/* SIGTERM: the loop is gone; what was in flight is delivered
+	 * again at the next start. Free the rest for leak checkers. */
 	qmgr.stopping = 1;
+	qmgr.loop = NULL;
+	while ((c = clients) != NULL) {
+		clients = c->next;
+		stream_free(c->s);
+		free(c);
+	}
 	qmgr_deliver_shutdown();
+	qmgr_message_shutdown();
+	qmgr_resolve_free();
+	free(qmgr.queue_dir);
+	free(qmgr.myhostname);
 	return 0;
 }

@@ -50,7 +50,7 @@ struct qmgr_route {
 struct qmgr_routes {
 	struct qmgr_route *v;
 	size_t	 n;
-	int	 rewritten;	/* virtual_alias_maps changed the address */
+	int	 rewritten;	/* virtual_alias_maps changed it */
 };
 
 /* The reason relay mail is deferred until the smtp transport exists. */
@@ -80,7 +80,7 @@ unsigned long qmgr_backoff(double age, unsigned long min_backoff,
 /* 1 when a message of this age has outlived its queue lifetime. */
 int	qmgr_expired(double age, int null_sender, unsigned long max_lifetime,
 	    unsigned long bounce_lifetime);
-/* Seconds in Postfix's log style: "0", "0.07", "1.2", "43", "7200". */
+/* Seconds in Postfix's log style: "0" (under 10ms), "0.07", "1.2", "43". */
 void	qmgr_format_delay(char *out, size_t outlen, double seconds);
 /* Wall clock as seconds with fractions. */
 double	qmgr_now(void);
@@ -89,7 +89,7 @@ double	qmgr_now(void);
 
 struct qmgr_dsn_rcpt {
 	const char *addr;	/* Final-Recipient */
-	const char *orcpt;	/* "rfc822;addr" as given with ORCPT, or NULL */
+	const char *orcpt;	/* ORCPT "rfc822;addr", or NULL */
 	const char *dsn;	/* "5.1.1" */
 	const char *reason;	/* why */
 };
@@ -109,9 +109,9 @@ struct qmgr_dsn_info {
 	size_t	 size_limit;	/* bounce_size_limit */
 };
 
-/* Names of the queue file attributes smtpd stores for RET and ENVID. */
-#define QMGR_ATTR_DSN_RET	"dsn_ret"
-#define QMGR_ATTR_DSN_ENVID	"dsn_envid"
+/* Queue file attributes smtpd stores: RET (FULL, HDRS), ENVID (decoded). */
+#define QMGR_ATTR_DSN_RET	"ret"
+#define QMGR_ATTR_DSN_ENVID	"envid"
 /* Set on a file qmgr wrote: the recipients are already rewritten. */
 #define QMGR_ATTR_EXPANDED_FROM	"expanded_from"
 #define QMGR_ATTR_BOUNCE_OF	"bounce_of"
@@ -144,6 +144,7 @@ void	qmgr_deliver_queue(struct qmgr_message *, const char *transport,
 void	qmgr_deliver_schedule(void);
 /* Deliveries in flight and waiting, across all transports. */
 size_t	qmgr_deliver_pending(void);
+/* At exit, after the event loop is gone: drop every delivery. */
 void	qmgr_deliver_shutdown(void);
 /*
  * Read what the peer has sent on s into its input buffer without ever
@@ -163,8 +164,8 @@ enum qmgr_outcome {
 };
 
 struct qmgr_rcpt_state {
-	char	*addr;		/* address delivered to (after rewriting) */
-	char	*orig;		/* the address before rewriting, or NULL */
+	char	*addr;		/* delivered to (after rewriting) */
+	char	*orig;		/* before rewriting, or NULL */
 	enum qmgr_outcome outcome;
 	char	*dsn;		/* this attempt's status */
 	char	*reason;
@@ -174,7 +175,7 @@ struct qmgr_message {
 	struct qmgr_message *next, *prev;
 	char	*id;
 	struct queue_msg *qm;
-	double	 active_time;	/* when it entered active/ (wall clock) */
+	double	 active_time;	/* entered active/ (wall clock) */
 	struct qmgr_rcpt_state *rs;	/* one per queue file recipient */
 	size_t	 jobs;		/* deliveries not finished */
 	int	 io_error;	/* a result could not be recorded */
@@ -191,6 +192,8 @@ void	qmgr_message_result(struct qmgr_message *, size_t idx,
 void	qmgr_message_job_done(struct qmgr_message *);
 /* 1 when id is in memory (being worked on). */
 int	qmgr_message_busy(const char *id);
+/* Forget every message at exit (their files stay in active/). */
+void	qmgr_message_shutdown(void);
 
 /* ---- qmgr_scan.c ---- */
 

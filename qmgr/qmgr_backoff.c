@@ -53,9 +53,19 @@ qmgr_expired(double age, int null_sender, unsigned long max_lifetime,
 void
 qmgr_format_delay(char *out, size_t outlen, double seconds)
 {
-	if (!(seconds >= 0.005))	/* also negative and NaN */
+	size_t n;
+
+	if (!(seconds >= 0.01))		/* also negative and NaN */
 		snprintf(out, outlen, "0");
-	else if (seconds < 10)
+	else if (seconds < 1) {
+		/* Two decimals at most, as Postfix logs: "0.09", "0.1". */
+		snprintf(out, outlen, "%.2f", seconds);
+		n = strlen(out);
+		while (n > 0 && out[n - 1] == '0')
+			out[--n] = '\0';
+		if (n > 0 && out[n - 1] == '.')
+			out[--n] = '\0';
+	} else if (seconds < 10)
 		snprintf(out, outlen, "%.2g", seconds);
 	else if (seconds > 1e15)	/* a broken clock, not a real delay */
 		snprintf(out, outlen, "1000000000000000");

@@ -58,7 +58,8 @@ struct qmgr_transport;
 struct qmgr_dest;
 
 struct qmgr_job {
-	struct qmgr_job *next;
+	struct qmgr_job *next;		/* in its destination's queue */
+	struct qmgr_job *rprev, *rnext;	/* among running jobs */
 	struct qmgr_message *msg;
 	struct qmgr_dest *dest;
 	size_t	*idx;		/* queue file recipient indices */
@@ -89,6 +90,7 @@ struct qmgr_transport {
 };
 
 static struct qmgr_transport *transports;
+static struct qmgr_job *running;
 static size_t npending;
 
 /* "<transport>_<suffix>" when the parameter exists, else "default_". */
@@ -281,6 +283,12 @@ job_end(struct qmgr_job *job, const char *why)
 	}
 	if (job->timer != 0)
 		event_timer_cancel(qmgr.loop, job->timer);
+	if (job->rprev != NULL)
+		job->rprev->rnext = job->rnext;
+	else
+		running = job->rnext;
+	if (job->rnext != NULL)
+		job->rnext->rprev = job->rprev;
 	if (why != NULL) {
 		delays[0] = msg->active_time - (double)msg->qm->arrival.tv_sec -
 		    (double)msg->qm->arrival.tv_nsec / 1e9;
@@ -429,6 +437,10 @@ job_start(struct qmgr_job *job)
 	tp->active++;
 	job->dest->active++;
 	job->t_start = qmgr_now();
+	job->rnext = running;
+	if (running != NULL)
+		running->rprev = job;
+	running = job;
 	path = xasprintf("%s/private/%s", qmgr.queue_dir, tp->name);
 	if ((fd = unix_connect(path, AGENT_CONNECT_MS)) < 0) {
 		why = xasprintf("delivery agent %s unavailable: connect to "
@@ -496,16 +508,16 @@ next_dest(struct qmgr_transport *tp)
 void
 qmgr_deliver_schedule(void)
 {
-	static int running;
+	static int busy;
 	struct qmgr_transport *tp;
 	struct qmgr_dest *d;
 	struct qmgr_job *job;
 
 	/* job_start() can end a job at once, which calls us again: the
 	 * loop below already goes on while there is room. */
-	if (running || qmgr.stopping)
+	if (busy || qmgr.stopping)
 		return;
-	running = 1;
+	busy = 1;
 	for (tp = transports; tp != NULL; tp = tp->next) {
 		while (tp->active < tp->total_limit &&
 		    (d = next_dest(tp)) != NULL) {
@@ -517,7 +529,7 @@ qmgr_deliver_schedule(void)
 			job_start(job);
 		}
 	}
-	running = 0;
+	busy = 0;
 }
 
 void
@@ -528,7 +540,15 @@ qmgr_deliver_shutdown(void)
 	struct qmgr_job *job;
 
 	/* Connections in flight are simply dropped: their messages are
-	 * still in active/ and are delivered again at the next start. */
+	 * still in active/ and are delivered again at the next start. The
+	 * event loop is gone: only memory and descriptors to let go. */
+	while ((job = running) != NULL) {
+		running = job->rnext;
+		if (job->s != NULL)
+			stream_free(job->s);
+		free(job->idx);
+		free(job);
+	}
 	while ((tp = transports) != NULL) {
 		transports = tp->next;
 		while ((d = tp->dests) != NULL) {

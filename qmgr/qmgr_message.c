@@ -201,16 +201,17 @@ group_add(struct group **gv, size_t *ng, const char *transport,
 	g->idx[g->n++] = i;
 }
 
-/*
- * Write the recipients in x[0..nx) (each with its expansion) to a new
- * queue file with the same sender, attributes and content. 0 and the
- * new ID, or -1 with *err.
- */
+/* A recipient whose virtual alias gave several addresses. */
 struct explode {
 	size_t	 i;
 	struct qmgr_routes routes;
 };
 
+/*
+ * Write the recipients in x[0..nx) (each with its expansion) to a new
+ * queue file with the same sender, attributes and content. 0 and the
+ * new ID, or -1 with *err.
+ */
 static int
 explode_write(struct qmgr_message *msg, struct explode *x, size_t nx,
     char **new_id, char **err)
@@ -284,7 +285,9 @@ explode(struct qmgr_message *msg, struct explode *x, size_t nx)
 		    err);
 		msg_warn("%s: %s", msg->id, why);
 		for (k = 0; k < nx; k++) {
-			msg->rs[x[k].i].addr = xstrdup(msg->qm->rcpts[x[k].i].addr);
+			size_t i = x[k].i;
+
+			msg->rs[i].addr = xstrdup(msg->qm->rcpts[i].addr);
 			qmgr_message_result(msg, x[k].i, OUTCOME_DEFERRED,
 			    "4.3.0", why, "none", delays);
 		}
@@ -342,7 +345,8 @@ message_free(struct qmgr_message *msg)
 	free(msg);
 }
 
-/* Recipients that failed expire... then report, then remove or defer. */
+/* Every delivery has ended: expire what is too old, report failures,
+ * then remove the file or defer it. Frees msg. */
 static void
 message_finish(struct qmgr_message *msg)
 {
@@ -474,6 +478,15 @@ message_finish(struct qmgr_message *msg)
 	message_free(msg);
 	qmgr.nactive--;
 	qmgr_scan_soon(qmgr.backlog_incoming, qmgr.backlog_deferred);
+}
+
+void
+qmgr_message_shutdown(void)
+{
+	/* Files stay where they are: active/ is taken up at next start. */
+	while (qmgr.msgs != NULL)
+		message_free(qmgr.msgs);
+	qmgr.nactive = 0;
 }
 
 void

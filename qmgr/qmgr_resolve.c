@@ -68,7 +68,7 @@ static struct {
 	struct domain_list mailbox_domains;
 	struct table **alias_maps;
 	size_t	 nalias_maps;
-	char	**my_addrs;	/* our addresses, as inet_ntop prints them */
+	char	**my_addrs;	/* our addresses, inet_ntop form */
 	long	 recursion_limit;
 	long	 expansion_limit;
 } rs;
@@ -83,8 +83,8 @@ is_table_spec(const char *s)
 	if (s[0] == '[')
 		return 0;
 	for (p = s; *p != '\0' && *p != ':'; p++)
-		if (!islower((unsigned char)*p) && !isdigit((unsigned char)*p) &&
-		    *p != '_')
+		if (!islower((unsigned char)*p) &&
+		    !isdigit((unsigned char)*p) && *p != '_')
 			return 0;
 	return *p == ':' && p > s;
 }
@@ -380,8 +380,8 @@ qmgr_resolve_class(const char *addr, struct qmgr_routes *out)
 			route_add(out, addr, ROUTE_BOUNCE, "5.1.1",
 			    "User unknown in virtual alias table");
 		else {
-			why = xasprintf("virtual_alias_domains lookup error: %s",
-			    err);
+			why = xasprintf("virtual_alias_domains lookup error: "
+			    "%s", err);
 			route_add(out, addr, ROUTE_DEFER, "4.3.0", why);
 			free(why);
 		}
@@ -405,7 +405,7 @@ done:
 }
 
 struct expansion {
-	char	**chain;	/* addresses being expanded, outermost first */
+	char	**chain;	/* being expanded, outermost first */
 	char	**out;		/* final addresses, no duplicates */
 	char	*dsn;
 	char	*reason;	/* set: defer the whole recipient */

@@ -234,13 +234,20 @@ static struct {
 static void
 scan_soon_run(void *ctx)
 {
+	static int deferred_first;
 	int incoming = soon.incoming, deferred = soon.deferred;
 
 	soon.timer = 0;
 	soon.incoming = soon.deferred = 0;
+	/* When both wait for room, take turns at who gets it first, so
+	 * that a stream of new mail cannot starve retries, or the other
+	 * way round. */
+	deferred_first = !deferred_first;
+	if (deferred && deferred_first)
+		qmgr_scan_deferred(0, NULL);
 	if (incoming)
 		qmgr_scan_incoming();
-	if (deferred)
+	if (deferred && !deferred_first)
 		qmgr_scan_deferred(0, NULL);
 }
 

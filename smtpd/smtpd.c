@@ -54,6 +54,8 @@ struct smtpd_conf smtpd_conf;
 /* Command flags. */
 #define CMD_LAST	0x1	/* must end a pipelined group (RFC 2920) */
 #define CMD_NO_SYNC	0x2	/* input may follow at once (BDAT data) */
+#define CMD_JUNK	0x4	/* moves no mail: counted against the
+				 * smtpd_junk_command_limit */
 
 struct smtpd_cmd {
 	const char *name;
@@ -96,6 +98,7 @@ smtpd_conf_load(void)
 	smtpd_conf.rcpt_limit = config_int("smtpd_recipient_limit");
 	smtpd_conf.soft_error_limit = config_int("smtpd_soft_error_limit");
 	smtpd_conf.hard_error_limit = config_int("smtpd_hard_error_limit");
+	smtpd_conf.junk_limit = config_int("smtpd_junk_command_limit");
 	smtpd_conf.error_sleep = config_time("smtpd_error_sleep_time");
 	smtpd_conf.helo_required = config_bool("smtpd_helo_required");
 	smtpd_conf.forbid_unauth_pipelining =
@@ -103,7 +106,8 @@ smtpd_conf_load(void)
 	smtpd_conf.disable_vrfy = config_bool("disable_vrfy_command");
 	smtpd_conf.smtputf8_enable = config_bool("smtputf8_enable");
 	smtpd_conf.strict_smtputf8 = config_bool("strict_smtputf8");
-	smtpd_conf.conn_limit = config_int("smtpd_client_connection_count_limit");
+	smtpd_conf.conn_limit =
+	    config_int("smtpd_client_connection_count_limit");
 	v = config_str("smtpd_forbid_bare_newline");
 	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "normalize") == 0)
 		smtpd_conf.bare_lf = BARE_LF_NORMALIZE;
@@ -360,7 +364,8 @@ smtpd_params(char *p, char **keys, char **vals, size_t max, size_t *n)
 	return 0;
 }
 
-/* xtext (RFC 3461) that decodes to printable ASCII, at most max bytes. */
+/* xtext (RFC 3461) that decodes to printable ASCII (space included, as
+ * in a quoted local part), at most max bytes. */
 static char *
 smtpd_xtext(const char *v, size_t max)
 {
@@ -370,7 +375,7 @@ smtpd_xtext(const char *v, size_t max)
 	    (d = xtext_decode(v)) == NULL)
 		return NULL;
 	for (const char *p = d; *p != '\0'; p++)
-		if (*p < 33 || *p > 126) {
+		if (*p < 32 || *p > 126) {
 			free(d);
 			return NULL;
 		}
@@ -763,10 +768,10 @@ static const struct smtpd_cmd smtpd_cmds[] = {
 	{ "RCPT", CMD_RCPT, 0, rcpt_cmd },
 	{ "DATA", CMD_DATA, CMD_LAST, smtpd_data_cmd },
 	{ "BDAT", CMD_BDAT, CMD_NO_SYNC, smtpd_bdat_cmd },
-	{ "RSET", CMD_RSET, 0, rset_cmd },
-	{ "NOOP", CMD_NOOP, CMD_LAST, noop_cmd },
-	{ "VRFY", CMD_VRFY, CMD_LAST, vrfy_cmd },
-	{ "HELP", CMD_HELP, CMD_LAST, help_cmd },
+	{ "RSET", CMD_RSET, CMD_JUNK, rset_cmd },
+	{ "NOOP", CMD_NOOP, CMD_LAST | CMD_JUNK, noop_cmd },
+	{ "VRFY", CMD_VRFY, CMD_LAST | CMD_JUNK, vrfy_cmd },
+	{ "HELP", CMD_HELP, CMD_LAST | CMD_JUNK, help_cmd },
 	{ "QUIT", CMD_QUIT, CMD_NO_SYNC, quit_cmd },
 	{ NULL, CMD_UNKNOWN, 0, NULL },
 };
@@ -933,7 +938,10 @@ smtpd_command(struct smtpd_session *s)
 		if (*verb == '\0') {
 			smtpd_reply(s, "500 5.5.2 Error: bad syntax");
 		} else if (smtpd_non_smtp(verb)) {
-			char *text = smtpd_printable(verb, strlen(verb));
+			char *line = xasprintf("%s %s", verb, args);
+			char *text = smtpd_printable(line, strlen(line));
+
+			free(line);
 
 			msg_warn("non-SMTP command from %s: %s", s->client,
 			    text);
@@ -947,6 +955,10 @@ smtpd_command(struct smtpd_session *s)
 		return;
 	}
 	s->where = cmd->name;
+	/* A client that only keeps the line open runs into the error
+	 * limit, however quickly it answers. */
+	if ((cmd->flags & CMD_JUNK) && ++s->junk_count > smtpd_conf.junk_limit)
+		s->error_count++;
 	last_reply_code = 0;
 	cmd->fn(s, args);
 	if (last_reply_code > 0 && last_reply_code < 400)

@@ -48,6 +48,7 @@ struct smtpd_conf {
 	long	 rcpt_limit;
 	long	 soft_error_limit;
 	long	 hard_error_limit;
+	long	 junk_limit;		/* smtpd_junk_command_limit */
 	unsigned long error_sleep;	/* seconds */
 	int	 helo_required;
 	int	 forbid_unauth_pipelining;
@@ -55,7 +56,7 @@ struct smtpd_conf {
 	int	 smtputf8_enable;
 	int	 strict_smtputf8;
 	enum smtpd_bare_lf bare_lf;
-	long	 conn_limit;		/* smtpd_client_connection_count_limit */
+	long	 conn_limit;	/* smtpd_client_connection_count_limit */
 };
 
 extern struct smtpd_conf smtpd_conf;
@@ -104,6 +105,7 @@ struct smtpd_session {
 
 	char	*queue_id;	/* of the last message, for the log */
 	long	 error_count;
+	long	 junk_count;	/* NOOP, RSET, VRFY, HELP so far */
 	int	 done;		/* end the session after this reply */
 	size_t	 cmd_total[CMD_COUNT];
 	size_t	 cmd_ok[CMD_COUNT];

@@ -24,7 +24,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,10 +31,8 @@
 #include "addr.h"
 #include "alloc.h"
 #include "config.h"
-#include "localuser.h"
 #include "log.h"
 #include "num.h"
-#include "priv.h"
 #include "stream.h"
 #include "strv.h"
 #include "table.h"
@@ -97,14 +94,6 @@ is_table_spec(const char *s)
 		    *p == '_' || *p == '-'))
 			return 0;
 	return 1;
-}
-
-/* Postfix's spelling of "the system's users" in local_recipient_maps. */
-static int
-is_passwd_map(const char *s)
-{
-	return strcmp(s, "unix:passwd.byname") == 0 ||
-	    strcmp(s, "proxy:unix:passwd.byname") == 0;
 }
 
 /* ---- cached main.cf lists ---- */
@@ -237,8 +226,8 @@ check_net_list(const char *param)
 			continue;
 		}
 		if (*item == '/')
-			msg_fatal("%s: file patterns (\"%s\") are not supported; "
-			    "use cidr:%s", param, item, item);
+			msg_fatal("%s: file patterns (\"%s\") are not "
+			    "supported; use cidr:%s", param, item, item);
 		if (!is_table_spec(item))
 			msg_fatal("%s: bad network or address \"%s\"", param,
 			    item);
@@ -343,7 +332,8 @@ domain_list_match(const char *param, const char *domain, int parents)
 		} else if (*item == '.') {
 			size_t il = strlen(item);
 
-			hit = dl > il && strcasecmp(domain + dl - il, item) == 0;
+			hit = dl > il &&
+			    strcasecmp(domain + dl - il, item) == 0;
 		} else {
 			size_t il = strlen(item);
 
@@ -559,7 +549,7 @@ access_domain(struct check_ctx *c, struct table *t, const char *domain,
     char **value)
 {
 	const char *d = domain;
-	int r = TABLE_NOTFOUND;
+	int r;
 
 	while (d != NULL && *d != '\0') {
 		if ((r = access_lookup(c, t, d, value)) != TABLE_NOTFOUND)
@@ -696,7 +686,6 @@ maps_find(const char *param, const char *addr, int with_user)
 	char **items = check_list_items(param), *local, *domain, *base;
 	char *value, *err;
 	const char *keys[2];
-	struct priv_user pw;
 	int r, found = 0;
 
 	check_split(addr, &local, &domain);
@@ -706,26 +695,7 @@ maps_find(const char *param, const char *addr, int with_user)
 	if (base != NULL)
 		keys[1] = xasprintf("%s@%s", base, domain);
 	for (size_t i = 0; items[i] != NULL && found == 0; i++) {
-		if (is_passwd_map(items[i])) {
-			for (int k = 0; k < 2 && found == 0; k++) {
-				const char *name = k == 0 ? local : base;
-
-				if (name == NULL)
-					continue;
-				memset(&pw, 0, sizeof(pw));
-				errno = 0;
-				if (local_user_lookup(name, &pw) == 0) {
-					priv_user_free(&pw);
-					found = 1;
-				} else if (errno != 0) {
-					msg_warn("%s: local user lookup for "
-					    "\"%s\": %s", param, name,
-					    strerror(errno));
-					found = -1;
-				}
-			}
-			continue;
-		}
+		/* unix:passwd.byname (lib/table_unix.c) is the local users. */
 		struct table *t = check_table(items[i], &err);
 
 		if (t == NULL) {
@@ -1054,8 +1024,8 @@ init_restrictions(const char *param)
 	for (size_t i = 0; items[i] != NULL; i++) {
 		if (takes_table(items[i])) {
 			if (items[i + 1] == NULL)
-				msg_fatal("%s: %s needs a table argument", param,
-				    items[i]);
+				msg_fatal("%s: %s needs a table argument",
+				    param, items[i]);
 			i++;
 			if (check_table(items[i], &err) == NULL)
 				msg_fatal("%s: %s", param,
@@ -1074,8 +1044,7 @@ init_tables(const char *param)
 	for (size_t i = 0; items[i] != NULL; i++) {
 		const char *item = items[i][0] == '!' ? items[i] + 1 : items[i];
 
-		if (is_passwd_map(item) || *item == '[' ||
-		    !is_table_spec(item))
+		if (*item == '[' || !is_table_spec(item))
 			continue;
 		if (check_table(item, &err) == NULL)
 			msg_fatal("%s: %s", param, err != NULL ? err : item);

@@ -50,7 +50,6 @@ struct smtpd_data {
 	int	 too_big;	/* past message_size_limit: discarding */
 	int	 failed;	/* queue_write failed: discarding */
 	int	 pending_cr;	/* BDAT: a CR whose LF may be next */
-	long long deadline;	/* smtpd_per_request_deadline; 0: none */
 	/* Header scan, for the "message-id=" log line. */
 	int	 in_headers;
 	int	 scan_bol;	/* the scan is at the start of a line */
@@ -256,14 +255,16 @@ data_finish(struct smtpd_session *s)
 	char *err = NULL, *log, *id;
 
 	s->where = "END-OF-MESSAGE";
+	/* The request's deadline was for reading it: the reply, above all
+	 * the 250 after a slow fsync, must not be lost to it. */
+	stream_set_deadline(s->out, 0);
 	if (d->in_headers)
 		data_header_done(d);
 	if (d->too_big) {
 		log = smtpd_log_envelope(s, s->nrcpts == 1 ?
 		    s->rcpts[0].addr : NULL);
 		msg_info("%s: reject: END-OF-MESSAGE from %s: 552 5.3.4 "
-		    "Message size exceeds fixed limit; %s", d->id, s->client,
-		    log);
+		    "Error: message file too big; %s", d->id, s->client, log);
 		free(log);
 		smtpd_reset(s);
 		smtpd_reply(s, "552 5.3.4 Error: message file too big");
@@ -294,6 +295,7 @@ data_finish(struct smtpd_session *s)
 	smtpd_reset(s);
 	/* A client that delivers mail is forgiven its earlier mistakes. */
 	s->error_count = 0;
+	s->junk_count = 0;
 	smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);
 	(void)smtpd_flush(s);
 	/* If qmgr is down, its scan of incoming/ finds the file later. */
@@ -303,24 +305,26 @@ data_finish(struct smtpd_session *s)
 
 /* ---- deadlines (smtpd_per_request_deadline) ---- */
 
-static void
-data_deadline_start(struct smtpd_data *d)
+/* The deadline of a DATA or BDAT request: smtpd_timeout from now, or 0
+ * (none) when smtpd_timeout limits each wait only. */
+static long long
+data_deadline_start(void)
 {
-	d->deadline = smtpd_conf.per_request_deadline ?
+	return smtpd_conf.per_request_deadline ?
 	    event_now_ms() + smtpd_conf.timeout_ms : 0;
 }
 
-/* Before a read: the time left, or -1 when it is up. */
+/* Before a read: arm the stream with the time left; -1 when it is up. */
 static int
-data_deadline_arm(struct smtpd_session *s, struct smtpd_data *d)
+data_deadline_arm(struct smtpd_session *s, long long deadline)
 {
 	long long left;
 
-	if (d == NULL || d->deadline == 0) {
+	if (deadline == 0) {
 		stream_set_deadline(s->in, 0);
 		return 0;
 	}
-	left = d->deadline - event_now_ms();
+	left = deadline - event_now_ms();
 	if (left <= 0)
 		return -1;
 	stream_set_deadline(s->in, (int)left);
@@ -333,17 +337,16 @@ data_deadline_arm(struct smtpd_session *s, struct smtpd_data *d)
  * that trickles is cut off and one that sends steadily is not.
  */
 static void
-data_deadline_credit(struct smtpd_data *d, size_t n)
+data_deadline_credit(long long *deadline, size_t n)
 {
-	long long now, cap;
+	long long cap;
 
-	if (d == NULL || d->deadline == 0)
+	if (*deadline == 0)
 		return;
-	now = event_now_ms();
-	cap = now + smtpd_conf.timeout_ms;
-	d->deadline += (long long)(n * 1000 / (size_t)smtpd_conf.min_data_rate);
-	if (d->deadline > cap)
-		d->deadline = cap;
+	cap = event_now_ms() + smtpd_conf.timeout_ms;
+	*deadline += (long long)(n * 1000 / (size_t)smtpd_conf.min_data_rate);
+	if (*deadline > cap)
+		*deadline = cap;
 }
 
 /* ---- DATA ---- */
@@ -399,6 +402,7 @@ smtpd_data_cmd(struct smtpd_session *s, const char *args)
 	struct buf line;
 	const char *err, *p;
 	size_t len, got;
+	long long deadline;
 	int r, crlf, lf, prev_crlf = 1, bol = 1, pending_cr = 0;
 
 	if (*args != '\0') {
@@ -421,10 +425,10 @@ smtpd_data_cmd(struct smtpd_session *s, const char *args)
 		smtpd_reset(s);
 		return;
 	}
-	data_deadline_start(d);
+	deadline = data_deadline_start();
 	buf_init(&line, BUF_NOMAX);
 	for (;;) {
-		if (data_deadline_arm(s, d) < 0)
+		if (data_deadline_arm(s, deadline) < 0)
 			r = STREAM_TIMEOUT;
 		else
 			r = stream_read_line(s->in, &line,
@@ -435,7 +439,7 @@ smtpd_data_cmd(struct smtpd_session *s, const char *args)
 			break;
 		}
 		got = line.len;
-		data_deadline_credit(d, got);
+		data_deadline_credit(&deadline, got);
 		p = line.data;
 		len = got;
 		lf = r != STREAM_TOOLONG && len > 0 && p[len - 1] == '\n';
@@ -528,6 +532,7 @@ smtpd_bdat_cmd(struct smtpd_session *s, const char *args)
 	unsigned long count;
 	size_t left, take, done = 0;
 	struct buf piece;
+	long long deadline;
 	int r, is_last = 0;
 
 	copy = xstrdup(args);
@@ -548,25 +553,20 @@ smtpd_bdat_cmd(struct smtpd_session *s, const char *args)
 		return;
 	}
 	free(copy);
-	if ((err = data_state_error(s)) == NULL && s->data == NULL) {
-		if (data_restrictions(s) < 0 || data_open(s) < 0) {
-			err = "";	/* replied already */
-		} else
-			data_deadline_start(s->data);
-	}
+	if ((err = data_state_error(s)) == NULL && s->data == NULL &&
+	    (data_restrictions(s) < 0 || data_open(s) < 0))
+		err = "";	/* replied already */
 	d = err == NULL ? s->data : NULL;
 	/* The chunk is read even when it is refused: it is not commands. */
 	buf_init(&piece, BDAT_PIECE);
+	deadline = data_deadline_start();
 	for (left = count; left > 0; left -= take) {
 		take = left < BDAT_PIECE ? left : BDAT_PIECE;
 		buf_reset(&piece);
-		if (data_deadline_arm(s, d) < 0)
+		if (data_deadline_arm(s, deadline) < 0)
 			r = STREAM_TIMEOUT;
-		else {
-			if (d == NULL)
-				smtpd_request_deadline(s);
+		else
 			r = stream_read_exact(s->in, &piece, take);
-		}
 		if (r < 0) {
 			buf_free(&piece);
 			smtpd_read_error(s, r, done);
@@ -574,7 +574,7 @@ smtpd_bdat_cmd(struct smtpd_session *s, const char *args)
 			return;
 		}
 		done += take;
-		data_deadline_credit(d, take);
+		data_deadline_credit(&deadline, take);
 		if (d != NULL)
 			bdat_put(d, piece.data, take);
 	}

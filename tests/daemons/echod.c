@@ -30,18 +30,26 @@
 #define ECHOD_LINE_MAX	1000
 #define ECHOD_TIMEOUT_MS	60000
 
+/* One reply line, in one write so that a client sees it whole. */
 static int
 echod_reply(int fd, const char *text)
 {
-	size_t len = strlen(text), off = 0;
+	struct buf out;
+	size_t off = 0;
 	ssize_t n;
+	int rc = 0;
 
-	while (off < len) {
-		if ((n = write(fd, text + off, len - off)) <= 0)
-			return -1;
+	buf_init(&out, BUF_NOMAX);
+	buf_printf(&out, "%s\n", text);
+	while (off < out.len) {
+		if ((n = write(fd, out.data + off, out.len - off)) <= 0) {
+			rc = -1;
+			break;
+		}
 		off += (size_t)n;
 	}
-	return write(fd, "\n", 1) == 1 ? 0 : -1;
+	buf_free(&out);
+	return rc;
 }
 
 /* One command; -1 ends the session. */
@@ -91,7 +99,8 @@ echod_serve(int in, int out)
 
 	buf_init(&line, ECHOD_LINE_MAX + sizeof(chunk));
 	for (;;) {
-		while ((nl = memchr(line.data, '\n', line.len)) != NULL) {
+		while (line.len > 0 &&
+		    (nl = memchr(line.data, '\n', line.len)) != NULL) {
 			*nl = '\0';
 			if (nl > line.data && nl[-1] == '\r')
 				nl[-1] = '\0';

@@ -27,7 +27,8 @@ PROGRAM_DIRS = {
     "terncat": "tools", "ternqueue": "tools", "ternsuper": "tools",
     "sendmail": "tools",
     "master": "master", "smtpd": "smtpd", "qmgr": "qmgr", "local": "local",
-    "smtp": "smtp", "pop3d": "pop3d", "imapd": "imapd",
+    "smtp": "smtp", "lmtp": "smtp", "pop3d": "pop3d", "imapd": "imapd",
+    "pickup": "pickup",
     "echod": "tests/daemons",
 }
 
@@ -94,7 +95,7 @@ class Instance:
     def write_passwd(self):
         """The instance's local users (local_passwd_file): demo, alice and
         bob, with the invoking user's uid/gid and homes under home/."""
-        path = self.config_dir / "passwd"
+        path = self.passwd_file = self.root / "passwd"
         lines = []
         for name in self.LOCAL_USERS:
             home = self.home / name
@@ -108,7 +109,7 @@ class Instance:
         """alias_maps points here: texthash:, so "name value" lines
         (ternmap's format, not aliases(5)'s "name: value"), read by each
         new local process."""
-        path = self.config_dir / "aliases"
+        path = self.aliases_file = self.root / "aliases"
         path.write_text(text)
         return path
 
@@ -125,6 +126,7 @@ class Instance:
         if text is None:
             text = (
                 f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd\n"
+                "pickup    unix  n - n 60 1 pickup\n"
                 "qmgr      unix  n - n 300 1 qmgr\n"
                 "local     unix  - n n - - local\n"
             )
@@ -215,3 +217,149 @@ def instance(tmp_path):
             inst.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             inst.proc.kill()
+
+
+# ---- a local DNS server for test zones -------------------------------
+
+UNBOUND = "/usr/sbin/unbound"
+
+
+def dns_query(port, name, qtype=1, timeout=2.0):
+    """One UDP query to 127.0.0.1:port; (rcode, answer count). Enough to
+    tell that a test DNS server answers, without any DNS library."""
+    import random
+    import struct
+    qid = random.randrange(65536)
+    head = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    qname = b"".join(bytes([len(l)]) + l.encode()
+                     for l in name.rstrip(".").split(".") if l) + b"\0"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(head + qname + struct.pack(">HH", qtype, 1),
+                 ("127.0.0.1", port))
+        data = s.recv(4096)
+    flags, ancount = struct.unpack(">H", data[2:4])[0], \
+        struct.unpack(">H", data[6:8])[0]
+    return flags & 0xF, ancount
+
+
+class DnsServer:
+    """Debian's unbound serving fixed records on 127.0.0.1:PORT, run
+    unprivileged from a config in its own folder: it never reads
+    /etc/unbound, never binds port 53 and never asks the internet (every
+    name outside the test zones is REFUSED, which a resolver sees as
+    SERVFAIL).
+
+    records: local-data lines ("b.test. MX 10 mx.b.test.", "mx.b.test. A
+    127.0.0.2", "null.test. MX 0 ."). zones: local-zone name -> type;
+    "test." is static by default, so a name without records there is
+    NXDOMAIN and a name with other records is NODATA. Types worth
+    knowing: always_nxdomain (NXDOMAIN), always_refuse (REFUSED, which
+    libunbound reports as SERVFAIL: a temporary failure).
+
+    forwarder is the "127.0.0.1@PORT" text for dns_forwarders."""
+
+    def __init__(self, root, records=(), zones=None):
+        if not os.path.exists(UNBOUND):
+            pytest.fail(f"{UNBOUND} is missing: apt-get install unbound "
+                        "(scripts/deps test)")
+        self.dir = pathlib.Path(root)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = self._udp_tcp_port()
+        self.forwarder = f"127.0.0.1@{self.port}"
+        all_zones = {".": "refuse", "test.": "static"}
+        all_zones.update(zones or {})
+        lines = [
+            "server:",
+            f"    interface: 127.0.0.1@{self.port}",
+            f"    port: {self.port}",
+            "    interface-automatic: no",
+            "    do-ip6: no",
+            "    do-daemonize: no",
+            '    username: ""',
+            '    chroot: ""',
+            f'    directory: "{self.dir}"',
+            f'    pidfile: "{self.dir}/unbound.pid"',
+            "    use-syslog: no",
+            f'    logfile: "{self.dir}/unbound.log"',
+            "    verbosity: 1",
+            "    num-threads: 1",
+            "    outgoing-range: 32",
+            "    so-reuseport: no",
+            "    access-control: 127.0.0.0/8 allow",
+            "    do-not-query-localhost: no",
+            '    module-config: "iterator"',
+            "    cache-max-ttl: 0",
+            "    cache-max-negative-ttl: 0",
+            # Unbound's built-in answers for special-use names such as
+            # "test." would shadow the test zones.
+            '    local-zone: "test." nodefault',
+        ]
+        for name, kind in all_zones.items():
+            lines.append(f'    local-zone: "{name}" {kind}')
+        for rec in records:
+            lines.append(f'    local-data: "{rec}"')
+        lines += ["remote-control:", "    control-enable: no"]
+        self.conf = self.dir / "unbound.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(
+            [UNBOUND, "-d", "-c", str(self.conf)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=open(self.dir / "unbound.stderr", "wb"))
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                dns_query(self.port, "ready.test.", timeout=0.3)
+                break
+            except OSError:
+                if self.proc.poll() is not None or \
+                        time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail("unbound did not start:\n" + self.log())
+                time.sleep(0.05)
+
+    @staticmethod
+    def _udp_tcp_port():
+        """A port free for both UDP and TCP on 127.0.0.1."""
+        for _ in range(50):
+            port = free_port()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+        pytest.fail("no free port for the test DNS server")
+
+    def log(self):
+        out = []
+        for f in ("unbound.stderr", "unbound.log"):
+            p = self.dir / f
+            if p.exists():
+                out.append(p.read_text(errors="replace"))
+        return "".join(out)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def dns(tmp_path):
+    """dns(records, zones=None) starts a DnsServer (see there) and
+    returns it; every server started is stopped at teardown."""
+    servers = []
+
+    def start(records=(), zones=None):
+        srv = DnsServer(tmp_path / f"dns{len(servers)}", records, zones)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()

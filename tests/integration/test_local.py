@@ -366,7 +366,7 @@ def test_alias_to_other_users_texthash(instance, agent_of):
 
 
 def test_alias_lmdb_built_by_ternmap(instance, agent_of):
-    src = instance.config_dir / "aliases"
+    src = instance.config_dir / "aliases"   # aliases(5) syntax
     src.write_text("root: demo\nabuse: root\n")
     r = subprocess.run([binary("ternmap"), "-A", str(src)],
                        capture_output=True, text=True, timeout=30,
@@ -457,7 +457,8 @@ def test_include_file(instance, agent_of):
 
 
 def test_alias_to_remote_address_is_queued_again(instance, agent_of):
-    instance.write_aliases("list someone@far.example, demo\n"
+    instance.write_aliases("list someone@far.example, demo, sub\n"
+                           "sub Someone@far.example\n"
                            "owner-list demo\n")
     agent = agent_of()
     qid = write_queue_file(instance, ["list@example.test"])
@@ -675,3 +676,94 @@ def test_virtual_uid_not_ours_defers_when_unprivileged(instance, agent_of,
     st, dsn, reason = agent.deliver(qid, ["info@virt.test"])[
         "info@virt.test"]
     assert st == "deferred" and "not as root" in reason
+
+
+def test_mail_spool_directory_mbox(instance, agent_of):
+    spool = instance.root / "mail"
+    spool.mkdir()
+    instance.write_main_cf(home_mailbox="", mail_spool_directory=str(spool))
+    agent = agent_of()
+    qid = write_queue_file(instance, ["demo@example.test"])
+    assert agent.deliver(qid, ["demo@example.test"])[
+        "demo@example.test"] == ("sent", "2.0.0", "delivered to mailbox")
+    text = (spool / "demo").read_bytes()
+    assert text.startswith(b"From alice@example.test ")
+    assert text.endswith(CONTENT.replace(b"\nFrom the", b"\n>From the")
+                         + b"\n")
+    assert stat.S_IMODE((spool / "demo").stat().st_mode) == 0o600
+
+
+@pytest.mark.skipif(not ROOT, reason="needs a second uid")
+def test_forward_include_is_read_with_the_users_privileges(instance,
+                                                           agent_of):
+    """A user's .forward cannot make root read a file for the user."""
+    home = pathlib.Path(tempfile.mkdtemp(prefix="tern-nob-"))
+    try:
+        os.chown(home, 65534, 65534)
+        secret = home / "secret"
+        secret.write_text("carol@far.example\n")
+        os.chmod(secret, 0o600)             # root's alone
+        fwd = home / ".forward"
+        fwd.write_text(f":include:{secret}\n")
+        os.chown(fwd, 65534, 65534)
+        with open(instance.passwd_file, "a") as f:
+            f.write(f"nob:x:65534:65534:nob:{home}:/bin/sh\n")
+        agent = agent_of()
+        qid = write_queue_file(instance, ["nob@example.test"])
+        st, dsn, reason = agent.deliver(qid, ["nob@example.test"])[
+            "nob@example.test"]
+        assert (st, dsn) == ("deferred", "4.3.0"), reason
+        assert "Permission denied" in reason
+        assert "carol" not in reason
+        assert os.listdir(instance.queue_dir / "incoming") == []
+        # Readable by the user: it works, and what it names is queued.
+        os.chown(secret, 65534, 65534)
+        st, dsn, reason = agent.deliver(qid, ["nob@example.test"])[
+            "nob@example.test"]
+        assert st == "sent" and reason.startswith("forwarded as "), reason
+        # The user's own mailbox delivery runs as the user.
+        fwd.unlink()
+        assert agent.deliver(qid, ["nob@example.test"])[
+            "nob@example.test"][0] == "sent"
+        (f,) = (home / "Maildir" / "new").iterdir()
+        assert f.stat().st_uid == 65534
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_requests_with_bad_input_are_answered_not_fatal(instance, agent_of):
+    agent = agent_of()
+    qid = write_queue_file(instance, ["demo@example.test"])
+    res = agent.deliver(qid, ["demo@example.test", "@example.test",
+                              "\"odd  name\"@example.test", "demo"])
+    assert res["demo@example.test"][0] == "sent"
+    assert res["@example.test"][0] == "bounced"
+    assert res["\"odd  name\"@example.test"][:2] == ("bounced", "5.1.1")
+    assert res["demo"][0] == "sent"      # no domain: a local name
+    # A garbage request ends that session only; the next one is served.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(10)
+        c.connect(agent.path)
+        c.sendall(b"no equals sign here\n\n")
+        assert c.recv(100) == b""
+    assert agent.deliver(qid, ["alice@example.test"])[
+        "alice@example.test"][0] == "sent"
+    assert agent.proc.poll() is None
+
+
+def test_first_of_several_failed_branches_is_reported(instance, agent_of):
+    instance.write_aliases("two nosuch1, nosuch2, demo\n"
+                           "late demo, nosuch3\n"
+                           "mixed nosuch4, bob\n")
+    shutil.rmtree(instance.home / "bob")
+    agent = agent_of()
+    rcpts = ["two@example.test", "late@example.test", "mixed@example.test"]
+    qid = write_queue_file(instance, rcpts)
+    res = agent.deliver(qid, rcpts)
+    assert res["two@example.test"] == (
+        "bounced", "5.1.1", '<nosuch1@example.test>: unknown user: "nosuch1"')
+    assert res["late@example.test"][:2] == ("bounced", "5.1.1")
+    # A deferral wins over a bounce: the recipient is tried again.
+    st, dsn, reason = res["mixed@example.test"]
+    assert st == "deferred" and reason.startswith("<bob@example.test>: ")
+    assert len(maildir_files(instance)) == 2

@@ -277,11 +277,16 @@ class Qmgr:
         self.sock.bind(self.path)
         self.sock.listen(16)
         fd = self.sock.fileno()
+        # master's status pipe: qmgr writes busy/idle notes to 4 and
+        # stops when the read end closes, as when master goes away.
+        self.status_r, status_w = os.pipe()
         self.stderr = open(os.path.join(str(inst.root), "qmgr.stderr"),
                            "ab")
 
         def to_fd3():
             os.dup2(fd, 3)
+            os.dup2(status_w, 4)
+            os.closerange(5, 65536)
 
         self.proc = subprocess.Popen(
             [binary("qmgr"), "-c", str(inst.config_dir), "-n", "qmgr",
@@ -289,6 +294,7 @@ class Qmgr:
             stdin=subprocess.DEVNULL, stdout=self.stderr,
             stderr=self.stderr, preexec_fn=to_fd3, close_fds=False,
             env=inst.env())
+        os.close(status_w)
 
     def request(self, **attrs):
         """Send one request; the reply as a dict."""
@@ -315,6 +321,7 @@ class Qmgr:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        os.close(self.status_r)
         self.sock.close()
         self.stderr.close()
 
@@ -457,6 +464,34 @@ def test_deferred_goes_to_deferred_with_future_mtime_and_note(q):
     assert f"{qid}: removed" not in q.inst.log()
 
 
+def test_backoff_grows_with_the_message_age(q):
+    q.start_agent(lambda a, r: ("deferred", "4.2.0", "busy"))
+    qid = write_queue_file(q.queue, "alice@example.test",
+                           ["demo@example.test"], MESSAGE,
+                           arrival=time.time() - 1000)
+    q.start_qmgr()
+    q.inst.wait_for(lambda: where(q.queue, qid) == ["deferred"],
+                    what="file in deferred/")
+    wait = os.stat(os.path.join(str(q.queue), "deferred", qid)).st_mtime \
+        - time.time()
+    # 1000s old: next try in about 1000s (between 300s and 4000s)
+    assert 950 < wait < 1050
+
+
+def test_deferred_mail_is_retried_when_its_time_comes(q):
+    q.inst.write_main_cf(minimal_backoff_time="1s",
+                         maximal_backoff_time="1s", queue_run_delay="1s")
+    answers = [("deferred", "4.2.0", "busy")]
+    agent = q.start_agent(
+        lambda a, r: answers.pop() if answers else ("sent", "2.0.0", "ok"))
+    qid = write_queue_file(q.queue, "alice@example.test",
+                           ["demo@example.test"], MESSAGE)
+    q.start_qmgr()
+    wait_log(q.inst, f"{qid}: removed", timeout=10)
+    assert len(agent.requests) == 2
+    assert log_line(q.inst, qid, "status=deferred (busy)")
+
+
 def test_flush_request_moves_deferred_mail_back_and_delivers_it(q):
     answer = {"status": ("deferred", "4.2.0", "mailbox busy")}
     agent = q.start_agent(lambda a, r: answer["status"])
@@ -500,7 +535,7 @@ def test_bounce_queues_a_dsn_that_email_parses_as_multipart_report(q):
         q.queue, "alice@example.test",
         ["demo@example.test",
          ("bob@example.test", "FAILURE", "rfc822;Bob@Example.TEST")],
-        MESSAGE, attrs=[("dsn_envid", "ENV-123")])
+        MESSAGE, attrs=[("envid", "ENV-123")])
     q.start_qmgr()
     wait_log(q.inst, f"{qid}: sender non-delivery notification: ")
     wait_log(q.inst, f"{qid}: removed")
@@ -544,6 +579,29 @@ def test_bounce_queues_a_dsn_that_email_parses_as_multipart_report(q):
     original = parts[2].get_payload()[0]
     assert original["Subject"] == "qmgr test"
     assert "Hello from the qmgr test." in original.get_content()
+
+
+def test_ret_hdrs_dsn_returns_only_the_headers(q):
+    def script(addr, req):
+        if addr == "bob@example.test":
+            return ("bounced", "5.1.1", "unknown user")
+        return ("sent", "2.0.0", "delivered to maildir")
+    agent = q.start_agent(script)
+    qid = write_queue_file(q.queue, "alice@example.test",
+                           ["bob@example.test"], MESSAGE,
+                           attrs=[("ret", "HDRS")])
+    q.start_qmgr()
+    wait_log(q.inst, f"{qid}: sender non-delivery notification: ")
+    new_id = log_line(q.inst, "sender non-delivery notification").split(
+        "notification: ")[1].strip()
+    wait_log(q.inst, f"{new_id}: removed")
+    req = [r for r in agent.requests if r["queue_id"] == new_id][0]
+    msg = email.message_from_bytes(req["content"],
+                                   policy=email.policy.default)
+    parts = list(msg.iter_parts())
+    assert parts[2].get_content_type() == "text/rfc822-headers"
+    assert b"Subject: qmgr test" in req["content"]
+    assert b"Hello from the qmgr test." not in req["content"]
 
 
 def test_null_sender_bounce_makes_no_dsn(q):
@@ -725,7 +783,8 @@ def test_virtual_alias_rewrite_logs_orig_to(q):
                            ["info@virt.test", "ghost@virt.test"], MESSAGE)
     q.start_qmgr()
     wait_log(q.inst, f"{qid}: removed")
-    assert agent.rcpts() == ["demo@example.test"]
+    assert [r["rcpt"] for r in agent.requests if r["queue_id"] == qid] == \
+        [[(0, "demo@example.test")]]
     assert log_line(q.inst, qid, "to=<demo@example.test>, "
                     "orig_to=<info@virt.test>, relay=local", "status=sent")
     assert log_line(q.inst, qid, "to=<ghost@virt.test>", "dsn=5.1.1",

@@ -12,17 +12,24 @@ Script lines (NAME.in):
     #! client = ADDR    the client's address (TERN_SMTPD_CLIENT_ADDR)
     #! pregreet         send the first line before reading the greeting
     TEXT                send TEXT CRLF; read one reply (none inside DATA
-                        after a 354, until the "." line; none after BDAT,
-                        whose chunk comes next as @raw)
+                        after a 354, until the "." line; none after a
+                        BDAT line, whose chunk follows as @raw, @read)
     @raw TEXT           send TEXT with escapes (\\r \\n \\t \\\\ \\xHH)
                         decoded and nothing added; read no reply
+    @bdat TEXT          send "BDAT n" and the chunk TEXT (escapes
+    @bdat-last TEXT     decoded, n its length) in one write, or
+                        "BDAT n LAST"; read one reply
     @read               read one reply
     @pipe ... @end      send the lines between in one write, then read
                         one reply per line
     @sleep SECONDS      pause (for timeouts)
-After the script the runner reads whatever else the server says until
-it closes the connection, so an unexpected extra reply (a smuggled
-second message) shows in the transcript.
+After a reply that closes the session (221, 421, 521, 554 5.5.0...)
+the runner reads to the end, and later script lines show as "not sent".
+After the script it reads whatever else the server says until it closes
+the connection, so an unexpected extra reply (a smuggled second message)
+shows in the transcript. Transcript lines: "C:" sent, "S:" received,
+"L:" smtpd's log (stderr in -S mode), "Q:" each file left in incoming/;
+queue IDs and dates are replaced by QUEUEID and DATE.
 
 Set TERN_GOLDEN_UPDATE=1 to (re)write the .ref files; then read every
 changed line before trusting it.
@@ -36,7 +43,7 @@ import time
 
 import pytest
 
-from conftest import Instance, binary
+from conftest import binary
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "smtpd"
 SCRIPTS = sorted(GOLDEN.glob("*.in"))
@@ -92,6 +99,11 @@ def show(data):
     return "".join(out)
 
 
+# Replies after which smtpd closes the connection.
+CLOSERS = (b"221 ", b"421 ", b"521 ", b"554 5.5.0 ",
+           b"501 5.5.4 Syntax: BDAT")
+
+
 class Session:
     """One smtpd -S process and the transcript of talking to it."""
 
@@ -113,7 +125,7 @@ class Session:
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
         except BrokenPipeError:
-            self.lines.append("C: <broken pipe>")
+            pass    # the server hung up; the transcript shows when
 
     def _fill(self, deadline):
         left = deadline - time.monotonic()
@@ -138,6 +150,8 @@ class Session:
                 line += b"\n"
                 self.lines.append("S: " + normalize(show(line)))
                 if len(line) < 4 or line[3:4] != b"-":
+                    if line.startswith(CLOSERS):
+                        self.drain()
                     return True
             if self.eof:
                 return False
@@ -145,6 +159,12 @@ class Session:
                 if not self.eof:
                     self.lines.append("S: <timeout>")
                 return False
+
+    def drain(self):
+        """The server said it is closing: read up to its EOF."""
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while not self.eof and self._fill(deadline):
+            pass
 
     def finish(self):
         """Whatever the server still says, until it closes."""
@@ -271,6 +291,13 @@ def run_script(inst, path):
             continue
         if line.startswith("@raw "):
             s.send(decode(line[5:]))
+            continue
+        if line.startswith("@bdat ") or line.startswith("@bdat-last "):
+            verb, _, text = line.partition(" ")
+            chunk = decode(text)
+            last = " LAST" if verb == "@bdat-last" else ""
+            s.send(f"BDAT {len(chunk)}{last}\r\n".encode() + chunk)
+            s.read_reply()
             continue
         if line == "@read":
             s.read_reply()

@@ -28,7 +28,7 @@ parse(const char *s, int flags, const char **rest)
 }
 
 static void
-plain_path_parses_and_end_points_after_bracket(void **state)
+plain_path_parses_and_end_points_past_it(void **state)
 {
 	const char *rest;
 	char *a = parse("<user@example.com> SIZE=10", 0, &rest);
@@ -148,7 +148,7 @@ utf8_needs_the_flag_and_must_be_well_formed(void **state)
 }
 
 static void
-utf8_validator_rejects_surrogates_and_truncation(void **state)
+utf8_check_rejects_surrogates_and_truncation(void **state)
 {
 	assert_true(addr_utf8_valid("\xe2\x82\xac", 3));
 	assert_true(addr_utf8_valid("\xf0\x9f\x98\x80", 4));
@@ -220,7 +220,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(plain_path_parses_and_end_points_after_bracket),
+		cmocka_unit_test(plain_path_parses_and_end_points_past_it),
 		cmocka_unit_test(null_path_only_where_allowed),
 		cmocka_unit_test(postmaster_without_domain_only_where_allowed),
 		cmocka_unit_test(source_route_is_checked_and_dropped),
@@ -228,7 +228,7 @@ main(void)
 		cmocka_unit_test(bad_syntax_is_refused),
 		cmocka_unit_test(address_literals_are_accepted),
 		cmocka_unit_test(utf8_needs_the_flag_and_must_be_well_formed),
-		cmocka_unit_test(utf8_validator_rejects_surrogates_and_truncation),
+		cmocka_unit_test(utf8_check_rejects_surrogates_and_truncation),
 		cmocka_unit_test(domain_length_limits_hold),
 		cmocka_unit_test(split_unquotes_and_join_requotes),
 		cmocka_unit_test(lowercase_touches_only_ascii),

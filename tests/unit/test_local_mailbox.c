@@ -156,8 +156,9 @@ maildir_names_differ_in_counter_and_usec(void **state)
 static void
 from_lines_are_quoted_only_at_line_starts(void **state)
 {
-	const char *const one[] = { "From a\nx From b\n>From c\nFrom\nFromage\n",
-		NULL };
+	const char *const one[] = {
+		"From a\nx From b\n>From c\nFrom\nFromage\n", NULL
+	};
 	char *out = quote_all(one);
 
 	assert_string_equal(out,

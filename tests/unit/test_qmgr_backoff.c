@@ -84,8 +84,16 @@ delays_are_written_like_postfix(void **state)
 	assert_string_equal(b, "0");
 	qmgr_format_delay(b, sizeof(b), -3);
 	assert_string_equal(b, "0");
+	qmgr_format_delay(b, sizeof(b), 0.0054);
+	assert_string_equal(b, "0");
 	qmgr_format_delay(b, sizeof(b), 0.07);
 	assert_string_equal(b, "0.07");
+	qmgr_format_delay(b, sizeof(b), 0.093);
+	assert_string_equal(b, "0.09");
+	qmgr_format_delay(b, sizeof(b), 0.1);
+	assert_string_equal(b, "0.1");
+	qmgr_format_delay(b, sizeof(b), 0.999);
+	assert_string_equal(b, "1");
 	qmgr_format_delay(b, sizeof(b), 0.19);
 	assert_string_equal(b, "0.19");
 	qmgr_format_delay(b, sizeof(b), 1.234);

@@ -112,7 +112,7 @@ report_has_the_rfc3464_structure(void **state)
 }
 
 static void
-delivery_status_part_has_per_message_and_per_recipient_fields(void **state)
+status_part_has_message_and_recipient_fields(void **state)
 {
 	static const struct qmgr_dsn_rcpt r[] = {
 		{ "bob@example.test", "rfc822;Bob+2BTag@example.test",
@@ -331,7 +331,7 @@ report_is_queued_from_the_null_sender_to_the_sender(void **state)
 	w = queue_create(dir, QUEUE_INCOMING, &err);
 	assert_non_null(w);
 	queue_set_sender(w, "alice@example.org");
-	queue_set_attr(w, "dsn_envid", "ENV-7");
+	queue_set_attr(w, "envid", "ENV-7");
 	queue_add_rcpt(w, "bob@example.test", NULL, 0);
 	assert_int_equal(queue_write(w, original, strlen(original), &err), 0);
 	path = queue_path(dir, QUEUE_INCOMING, queue_writer_id(w));
@@ -374,8 +374,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(report_has_the_rfc3464_structure),
-		cmocka_unit_test(
-		    delivery_status_part_has_per_message_and_per_recipient_fields),
+		cmocka_unit_test(status_part_has_message_and_recipient_fields),
 		cmocka_unit_test(remote_server_reply_is_an_smtp_diagnostic),
 		cmocka_unit_test(original_message_is_returned_whole_when_small),
 		cmocka_unit_test(

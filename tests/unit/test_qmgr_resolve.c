@@ -94,7 +94,7 @@ assert_local(const struct qmgr_route *r, const char *addr,
 }
 
 static void
-mydestination_domain_goes_to_local_with_the_domain_as_nexthop(void **state)
+mydestination_goes_to_local_with_domain_as_nexthop(void **state)
 {
 	struct qmgr_routes rt;
 
@@ -387,7 +387,7 @@ main(void)
 {
 #define T(f) cmocka_unit_test_setup(f, reset)
 	const struct CMUnitTest tests[] = {
-		T(mydestination_domain_goes_to_local_with_the_domain_as_nexthop),
+		T(mydestination_goes_to_local_with_domain_as_nexthop),
 		T(bare_user_is_qualified_with_myorigin),
 		T(address_literal_of_our_interface_is_local),
 		T(other_domains_are_deferred_until_relay_exists),

@@ -271,11 +271,16 @@ exits_when_master_closes_the_status_pipe(void **state)
 static void
 sigterm_ends_an_idle_process_at_once(void **state)
 {
-	int rd, status;
+	int rd, fd, status;
 	pid_t pid;
 
 	pid = start_daemon(NULL, NULL, &rd);
-	usleep(100 * 1000);
+	/* One session first: then it surely waits in its loop. */
+	fd = connect_daemon();
+	echo_once(fd);
+	close(fd);
+	assert_int_equal(next_status(rd, pid, 5000), SERVER_STATUS_BUSY);
+	assert_int_equal(next_status(rd, pid, 5000), SERVER_STATUS_IDLE);
 	kill(pid, SIGTERM);
 	status = wait_exit(pid, 1000);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -314,8 +319,8 @@ bad_override_is_fatal_and_names_the_service(void **state)
 	status = wait_exit(pid, 5000);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
 	close(rd);
-	/* The log is not open yet: the message is on stderr. */
-	snprintf(path, sizeof(path), "%s/stderr", dir);
+	/* Under master stderr goes nowhere: the message is in the log. */
+	snprintf(path, sizeof(path), "%s/maillog", dir);
 	fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
 	n = read(fd, text, sizeof(text) - 1);

@@ -1,0 +1,208 @@
+/*
+ * smtp - the outbound SMTP and LMTP client (man/smtp.8): internal
+ * interfaces between its files.
+ *
+ *	smtp.c		the daemon: delivery requests from qmgr, the loop
+ *			over servers, results back to qmgr
+ *	smtp_nexthop.c	"domain", "[host]:port", "unix:/path" (pure)
+ *	smtp_addr.c	nexthop -> servers to try, through DNS
+ *	smtp_connect.c	TCP and Unix-socket connections with time limits
+ *	smtp_proto.c	one SMTP/LMTP session: greeting to QUIT
+ *	smtp_reply.c	reading and parsing server replies (pure parts)
+ *	smtp_data.c	message content to DATA form: CRLF, dot-stuffing
+ *
+ * Failures are never fatal: every way a delivery can go wrong ends in
+ * a per-recipient result (sent, deferred, bounced) with an RFC 3463
+ * status code and a reason an operator can read in the log.
+ */
+#ifndef TERN_SMTP_H
+#define TERN_SMTP_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "deliver.h"
+
+struct dns_ctx;
+struct queue_msg;
+struct stream;
+
+/* ---- next hop (smtp_nexthop.c) ---- */
+
+enum smtp_nexthop_kind {
+	NEXTHOP_MX,		/* "domain", "domain:port": MX lookup */
+	NEXTHOP_HOST,		/* "[host]", "[host]:port", LMTP "host" */
+	NEXTHOP_UNIX,		/* "unix:/path" */
+};
+
+struct smtp_nexthop {
+	enum smtp_nexthop_kind kind;
+	char		*host;		/* lower case; an IP literal bare */
+	int		 literal;	/* host is an IPv4/IPv6 address */
+	char		*path;		/* NEXTHOP_UNIX */
+	unsigned	 port;
+};
+
+#define SMTP_PORT	25
+#define LMTP_PORT	24
+
+/*
+ * Parse a next hop, with an optional "inet:" or "unix:" prefix. lmtp
+ * changes the default port (24) and makes a bare name a host, not a
+ * domain to look up MX records for. 0, or -1 with *err allocated.
+ */
+int	smtp_nexthop_parse(const char *text, int lmtp, struct smtp_nexthop *,
+	    char **err);
+void	smtp_nexthop_free(struct smtp_nexthop *);
+
+/* ---- servers to try (smtp_addr.c) ---- */
+
+struct smtp_server {
+	char		*name;		/* "mx.b.test", or the literal */
+	char		*addr;		/* "127.0.0.2", "::1", a socket path */
+	int		 family;	/* AF_INET, AF_INET6, AF_UNIX */
+	unsigned char	 bin[16];
+	unsigned	 port;
+};
+
+/* A result for every recipient still open. */
+struct smtp_fail {
+	enum deliver_status status;
+	char		*dsn;
+	char		*reason;
+};
+
+void	smtp_fail_set(struct smtp_fail *, enum deliver_status,
+	    const char *dsn, const char *fmt, ...)
+	    __attribute__((format(printf, 4, 5)));
+void	smtp_fail_free(struct smtp_fail *);
+
+/*
+ * The servers for a next hop, in the order to try them: MX hosts by
+ * preference (shuffled among equals), each host's addresses per
+ * inet_protocols (IPv6 first), at most smtp_mx_address_limit in all;
+ * the domain's own addresses when it has no MX. 0 with *servers, or
+ * -1 with *fail saying what to do with the mail (a null MX or a name
+ * that does not exist bounces, a DNS failure defers).
+ */
+int	smtp_find_servers(struct dns_ctx *, const struct smtp_nexthop *,
+	    struct smtp_server **servers, size_t *nservers,
+	    struct smtp_fail *fail);
+void	smtp_servers_free(struct smtp_server *, size_t);
+/* "mx.b.test[127.0.0.2]" and with ":25" (allocated). */
+char	*smtp_server_text(const struct smtp_server *, int with_port);
+
+/* ---- connecting (smtp_connect.c) ---- */
+
+/* A connected blocking socket, or -1 with *why ("connect to
+ * mx.b.test[127.0.0.2]:25: Connection refused") allocated. */
+int	smtp_connect(const struct smtp_server *, int timeout_ms, char **why);
+
+/* ---- replies (smtp_reply.c) ---- */
+
+#define SMTP_REPLY_MAX_LINES	100	/* kept; more are read and dropped */
+#define SMTP_REPLY_MAX_TEXT	4096	/* kept of the joined text */
+#define SMTP_REPLY_BAD		(-10)	/* not a reply: protocol error */
+
+struct smtp_reply {
+	int		 code;		/* 250 */
+	char		 dsn[16];	/* "2.1.0": the server's, or derived */
+	struct buf	 text;		/* "250 2.1.0 Ok and more" */
+	char		**lines;	/* each line after "NNN-" (for EHLO) */
+	size_t		 nlines;
+	int		 complete;
+};
+
+void	smtp_reply_init(struct smtp_reply *);
+void	smtp_reply_reset(struct smtp_reply *);
+void	smtp_reply_free(struct smtp_reply *);
+/*
+ * Add one reply line (without CRLF). Returns 1 when more lines follow,
+ * 0 when the reply is complete, SMTP_REPLY_BAD when the line is not
+ * "NNN", "NNN text" or "NNN-text" or its code differs from the first
+ * line's. Control bytes in the text are kept out of logs ('?').
+ */
+int	smtp_reply_add_line(struct smtp_reply *, const char *line, size_t len);
+/* Read a whole reply within timeout_ms: 0, a STREAM_* error, or
+ * SMTP_REPLY_BAD. Lines longer than max_line are cut, not refused. */
+int	smtp_reply_read(struct stream *, struct smtp_reply *, size_t max_line,
+	    int timeout_ms);
+/* The first digit of the code: 2, 3, 4 or 5. */
+#define smtp_reply_class(r)	((r)->code / 100)
+
+/* ---- message content (smtp_data.c) ---- */
+
+struct smtp_dot {
+	int	bol;		/* at the start of a line */
+	int	cr;		/* the last byte was CR */
+};
+
+void	smtp_dot_init(struct smtp_dot *);
+/* Append n content bytes to out as DATA lines: each LF becomes CRLF
+ * (a CR already there is kept, not doubled) and a "." starting a line
+ * is doubled. */
+int	smtp_dot_encode(struct smtp_dot *, const char *, size_t,
+	    struct buf *out);
+/* End the content: CRLF if the last line had none, then ".\r\n". */
+int	smtp_dot_end(struct smtp_dot *, struct buf *out);
+
+/* ---- one session (smtp_proto.c) ---- */
+
+struct smtp_rcpt {
+	const char	*addr;		/* from the request */
+	const char	*orcpt;		/* queue file, "type;address" */
+	const char	*orig;		/* queue file's address, for ORCPT */
+	int		 notify;	/* NOTIFY_* bits, 0: not given */
+	int		 final;		/* result decided for this request */
+	int		 accepted;	/* RCPT got 2xx in this session */
+	enum deliver_status status;
+	char		*dsn;
+	char		*reason;
+};
+
+struct smtp_msg {
+	struct queue_msg *q;
+	const char	*id;
+	const char	*sender;
+	size_t		 size;
+	const char	*body;		/* "8BITMIME", "7BIT" or NULL */
+	const char	*envid;		/* DSN ENVID (decoded) or NULL */
+	const char	*ret;		/* "FULL", "HDRS" or NULL */
+	int		 smtputf8;	/* needs SMTPUTF8 */
+};
+
+struct smtp_conf {
+	int		 lmtp;
+	const char	*helo_name;
+	size_t		 line_limit;
+	int		 connect_ms;
+	int		 helo_ms;
+	int		 mail_ms;
+	int		 rcpt_ms;
+	int		 data_init_ms;
+	int		 data_xfer_ms;
+	int		 data_done_ms;
+	int		 quit_ms;
+};
+
+enum smtp_sess_result {
+	SMTP_SESS_DONE,		/* every open recipient has a result */
+	SMTP_SESS_NEXT,		/* try the next server for those without */
+};
+
+/*
+ * Run one session on a connected fd (taken over and closed) with the
+ * recipients whose result is not final yet. Recipients it decides get
+ * final = 1; on SMTP_SESS_NEXT *why (allocated) says why the server
+ * could not be used, for when no server is left.
+ */
+enum smtp_sess_result smtp_session(const struct smtp_conf *,
+	    const struct smtp_msg *, struct smtp_rcpt *, size_t nrcpts,
+	    const struct smtp_server *, int fd, struct smtp_fail *why);
+
+/* Set a recipient's final result. */
+void	smtp_rcpt_set(struct smtp_rcpt *, enum deliver_status,
+	    const char *dsn, const char *fmt, ...)
+	    __attribute__((format(printf, 4, 5)));
+
+#endif
