@@ -121,7 +121,15 @@ static void
 drop_file(const char *path, const char *id, unsigned long uid,
     const char *why)
 {
-	if (unlink(path) < 0 && errno != ENOENT)
+	struct stat st;
+	int r;
+
+	/* maildrop/ is writable by all: a user may even make a folder. */
+	if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		r = rmdir(path);
+	else
+		r = unlink(path);
+	if (r < 0 && errno != ENOENT)
 		msg_warn("maildrop/%s: uid=%lu: %s; cannot remove it: %s", id,
 		    uid, why, strerror(errno));
 	else

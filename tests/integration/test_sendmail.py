@@ -344,3 +344,45 @@ def test_a_user_outside_authorized_submit_users_is_refused(open_inst):
     assert r.returncode == 77       # EX_NOPERM
     assert "is not allowed to submit mail" in r.stderr
     assert ids_in(inst, "maildrop") == []
+
+
+def test_pickup_removes_what_can_never_be_mail(instance):
+    """maildrop/ is writable by every local user: links, folders, junk
+    and hard links there are removed with a warning, never followed,
+    and real submissions still flow."""
+    from queuefile import write_queue_file
+    instance.start()
+    instance.stop()
+    drop = instance.queue_dir / "maildrop"
+    secret = instance.root / "secret"
+    secret.write_text("To: demo@example.test\n\nnot for pickup\n")
+    (drop / "0000000000000A1").symlink_to(secret)
+    (drop / "0000000000000A2").write_text("not a queue file\n")
+    (drop / "0000000000000A3").mkdir()
+    elsewhere = write_queue_file(instance.root, "x@example.test",
+                                 ["demo@example.test"],
+                                 "Subject: linked\n\nvia a hard link\n",
+                                 folder="scratch")
+    os.link(instance.root / "scratch" / elsewhere, drop / "0000000000000A4")
+    r = sendmail(instance, "-i", "demo@example.test",
+                 input="Subject: real\n\nreal mail\n")
+    assert r.returncode == 0, r.stderr
+    instance.start()
+    raw = delivered(instance)[0]
+    assert b"Subject: real\n" in raw
+    instance.wait_for(lambda: ids_in(instance, "maildrop") == [],
+                      what="maildrop/ to empty")
+    log = instance.log()
+    assert re.search(r"maildrop/0000000000000A1: uid=\d+: not a regular "
+                     r"file; removed", log), log
+    assert re.search(r"maildrop/0000000000000A2: uid=\d+: not a queue "
+                     r"file; removed", log), log
+    assert re.search(r"maildrop/0000000000000A3: uid=\d+: not a regular "
+                     r"file; removed", log), log
+    assert re.search(r"maildrop/0000000000000A4: uid=\d+: a file with more "
+                     r"than one link; removed", log), log
+    assert secret.read_text().endswith("not for pickup\n")
+    assert (instance.root / "scratch" / elsewhere).exists()
+    import time
+    time.sleep(0.5)
+    assert len(maildir_messages(instance)) == 1
