@@ -157,6 +157,21 @@ queue_id_valid(const char *id)
 	return 1;
 }
 
+const char *
+queue_layout(size_t i, mode_t *mode)
+{
+	if (i < NELEM(queue_folders)) {
+		*mode = queue_folders[i].mode;
+		return queue_folders[i].name;
+	}
+	i -= NELEM(queue_folders);
+	if (i < NELEM(queue_socket_folders)) {
+		*mode = queue_socket_folders[i].mode;
+		return queue_socket_folders[i].name;
+	}
+	return NULL;
+}
+
 /* Create dir with mode when it is missing; an existing one is kept. */
 static int
 make_folder(const char *dir, mode_t mode, char **err)

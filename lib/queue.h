@@ -72,9 +72,12 @@ const char *queue_folder_name(enum queue_folder);
 int	queue_folder_lookup(const char *, enum queue_folder *);
 /* Path of a queue file: queue_dir/folder/id (allocated). */
 char	*queue_path(const char *queue_dir, enum queue_folder, const char *id);
-/* Create missing folders: queue folders and private/ 0700, maildrop/
- * 0730, public/ 0710. 0 or -1 with *err. */
+/* Create missing folders with their modes (queue folders 0700,
+ * maildrop/ 03733, private/ 0700, public/ 0710). 0 or -1 with *err. */
 int	queue_make_folders(const char *queue_dir, char **err);
+/* Every folder queue_make_folders() makes, in order: its name and mode
+ * (tern check compares them). Returns NULL past the last one. */
+const char *queue_layout(size_t i, mode_t *mode);
 /* Remove ".tmp-" leftovers of crashed writers (a live writer keeps
  * its file locked and it is left alone); returns how many. */
 int	queue_cleanup(const char *queue_dir);

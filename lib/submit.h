@@ -34,8 +34,8 @@
 /* Attributes sendmail may put in a maildrop file; pickup ignores any
  * other. The DSN names are those qmgr reads (qmgr/qmgr.h). */
 #define SUBMIT_ATTR_FULL_NAME	"full_name"	/* -F, for a From: */
-#define SUBMIT_ATTR_DSN_RET	"dsn_ret"	/* -R: FULL or HDRS */
-#define SUBMIT_ATTR_DSN_ENVID	"dsn_envid"	/* -V */
+#define SUBMIT_ATTR_DSN_RET	"ret"	/* -R: FULL or HDRS */
+#define SUBMIT_ATTR_DSN_ENVID	"envid"	/* -V */
 #define SUBMIT_ATTR_BODY	"body"		/* -B: 7BIT, 8BITMIME */
 
 /* Attributes pickup sets on the incoming file. */

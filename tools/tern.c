@@ -378,23 +378,6 @@ cmd_flush(void)
 
 /* ---- check ---- */
 
-/*
- * The queue folders and their modes. These must agree with
- * queue_make_folders() in lib/queue.c, which creates them.
- */
-static const struct {
-	const char *name;
-	mode_t	 mode;
-} check_folders[] = {
-	{ "incoming", 0700 },
-	{ "active", 0700 },
-	{ "deferred", 0700 },
-	{ "hold", 0700 },
-	{ "corrupt", 0700 },
-	{ "maildrop", 0730 },
-	{ "private", 0700 },
-	{ "public", 0710 },
-};
 
 /* One folder: a real folder, owned by owner, with mode (when mode != 0). */
 static void
@@ -433,10 +416,11 @@ check_folder(const char *dir, const struct priv_user *owner, mode_t mode)
 static int
 cmd_check(void)
 {
-	const char *queue_dir, *owner_name;
+	const char *queue_dir, *owner_name, *name;
 	struct priv_user owner, *ownerp = NULL;
 	char *err = NULL, *dir, **missing = NULL;
 	struct stat st;
+	mode_t mode;
 
 	load_main_cf();
 	open_maillog();
@@ -454,9 +438,8 @@ cmd_check(void)
 	}
 
 	queue_dir = config_str("queue_directory");
-	for (size_t i = 0; i < sizeof(check_folders) /
-	    sizeof(check_folders[0]); i++) {
-		dir = xasprintf("%s/%s", queue_dir, check_folders[i].name);
+	for (size_t i = 0; (name = queue_layout(i, &mode)) != NULL; i++) {
+		dir = xasprintf("%s/%s", queue_dir, name);
 		if (lstat(dir, &st) < 0 && errno == ENOENT)
 			strv_add(&missing, dir);
 		free(dir);
@@ -478,10 +461,9 @@ cmd_check(void)
 			warn("queue_directory %s is writable by everyone",
 			    queue_dir);
 	}
-	for (size_t i = 0; i < sizeof(check_folders) /
-	    sizeof(check_folders[0]); i++) {
-		dir = xasprintf("%s/%s", queue_dir, check_folders[i].name);
-		check_folder(dir, ownerp, check_folders[i].mode);
+	for (size_t i = 0; (name = queue_layout(i, &mode)) != NULL; i++) {
+		dir = xasprintf("%s/%s", queue_dir, name);
+		check_folder(dir, ownerp, mode);
 		free(dir);
 	}
 

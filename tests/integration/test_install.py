@@ -136,9 +136,6 @@ def test_tern_check_accepts_the_installed_tree(checked):
     assert "error" not in (r.stdout + r.stderr).lower()
 
 
-@pytest.mark.xfail(strict=True, reason="tools/tern.c check_folders still "
-                   "wants maildrop/ 0730 (a set-gid submission program); "
-                   "local submission needs 3733 (lib/submit.h)")
 def test_tern_check_leaves_the_maildrop_mode_alone(checked):
     dest, r = checked
     maildrop = find(dest, "/spool/tern/maildrop")
