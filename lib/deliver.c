@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "attr.h"
@@ -336,4 +337,50 @@ deliver_reply_send(struct stream *s, const struct deliver_request *req)
 	r = attr_send(s, &a);
 	attrs_clear(&a);
 	return r;
+}
+
+void
+deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
+    void (*deliver)(struct deliver_request *))
+{
+	struct stream *in, *out;
+	struct deliver_request req;
+	int fd, r;
+
+	/* The server skeleton owns the descriptors; the streams get copies. */
+	if ((fd = dup(in_fd)) < 0) {
+		msg_warn("dup: %s", strerror(errno));
+		return;
+	}
+	in = stream_new(fd, timeout_ms);
+	out = in;
+	if (out_fd != in_fd) {
+		if ((fd = dup(out_fd)) < 0) {
+			msg_warn("dup: %s", strerror(errno));
+			stream_free(in);
+			return;
+		}
+		out = stream_new(fd, timeout_ms);
+	}
+	for (;;) {
+		memset(&req, 0, sizeof(req));
+		if ((r = deliver_request_recv(in, &req)) != 0) {
+			if (r != STREAM_EOF)
+				msg_warn("reading delivery request: %s",
+				    stream_strerror(r));
+			deliver_request_free(&req);
+			break;
+		}
+		deliver(&req);
+		r = deliver_reply_send(out, &req);
+		deliver_request_free(&req);
+		if (r != 0) {
+			msg_warn("sending delivery results: %s",
+			    stream_strerror(r));
+			break;
+		}
+	}
+	if (out != in)
+		stream_free(out);
+	stream_free(in);
 }

@@ -75,4 +75,13 @@ int	deliver_call(struct stream *, struct deliver_request *);
 int	deliver_request_recv(struct stream *, struct deliver_request *);
 int	deliver_reply_send(struct stream *, const struct deliver_request *);
 
+/*
+ * The whole life of a delivery agent's session (local, smtp): read
+ * requests on in_fd until the peer closes, call deliver() for each (it
+ * sets every recipient's result), send the results on out_fd. Errors
+ * end the session with a warning; the descriptors stay the caller's.
+ */
+void	deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
+	    void (*deliver)(struct deliver_request *));
+
 #endif

@@ -101,51 +101,20 @@ local_deliver_request(struct deliver_request *req)
 	queue_close(q);
 }
 
+/* Every reply names "local" as the relay, as Postfix's local does. */
+static void
+local_deliver_and_name(struct deliver_request *req)
+{
+	local_deliver_request(req);
+	free(req->relay);
+	req->relay = xstrdup("local");
+}
+
 static void
 local_serve(int in_fd, int out_fd)
 {
-	struct stream *in, *out;
-	struct deliver_request req;
-	int fd, r;
-
-	/* The skeleton owns the descriptors; the streams get copies. */
-	if ((fd = dup(in_fd)) < 0) {
-		msg_warn("dup: %s", strerror(errno));
-		return;
-	}
-	in = stream_new(fd, LOCAL_REQUEST_TIMEOUT_MS);
-	out = in;
-	if (out_fd != in_fd) {
-		if ((fd = dup(out_fd)) < 0) {
-			msg_warn("dup: %s", strerror(errno));
-			stream_free(in);
-			return;
-		}
-		out = stream_new(fd, LOCAL_REQUEST_TIMEOUT_MS);
-	}
-	for (;;) {
-		memset(&req, 0, sizeof(req));
-		if ((r = deliver_request_recv(in, &req)) != 0) {
-			if (r != STREAM_EOF)
-				msg_warn("reading delivery request: %s",
-				    stream_strerror(r));
-			deliver_request_free(&req);
-			break;
-		}
-		local_deliver_request(&req);
-		free(req.relay);
-		req.relay = xstrdup("local");
-		r = deliver_reply_send(out, &req);
-		deliver_request_free(&req);
-		if (r != 0) {
-			msg_warn("sending delivery results: %s",
-			    stream_strerror(r));
-			break;
-		}
-	}
-	if (out != in)
-		stream_free(out);
-	stream_free(in);
+	deliver_agent_serve(in_fd, out_fd, LOCAL_REQUEST_TIMEOUT_MS,
+	    local_deliver_and_name);
 }
 
 int
