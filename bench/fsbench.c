@@ -79,10 +79,9 @@ number(const char *text, unsigned long min, unsigned long max)
 static void
 write_all(int fd, const char *data, size_t len, const char *path)
 {
-	ssize_t n;
-
 	while (len > 0) {
-		n = write(fd, data, len);
+		ssize_t n = write(fd, data, len);
+
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -103,12 +102,14 @@ writer(const char *dir, int id, const char *data, size_t size,
 {
 	char tmp[PATH_MAX], new[PATH_MAX], newdir[PATH_MAX];
 	unsigned long count, i;
-	int fd, dfd = -1;
+	int dfd = -1;
 
 	snprintf(newdir, sizeof(newdir), "%s/new", dir);
 	if (sync_dir && (dfd = open(newdir, O_RDONLY | O_DIRECTORY)) < 0)
 		fail("open", newdir);
 	for (count = 0; now() < deadline; count++) {
+		int fd;
+
 		snprintf(tmp, sizeof(tmp), "%s/tmp/w%d.%lu", dir, id, count);
 		snprintf(new, sizeof(new), "%s/new/w%d.%lu", dir, id, count);
 		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600);
@@ -175,6 +176,8 @@ main(int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		usage();
+	if (mkdir(argv[optind], 0700) < 0 && errno != EEXIST)
+		fail("mkdir", argv[optind]);
 	make_dir(argv[optind], "tmp");
 	make_dir(argv[optind], "new");
 
