@@ -724,16 +724,22 @@ queue_commit(struct queue_writer *w, char **err)
 	step = "fsync";
 	if (fsync(w->fd) < 0)
 		goto fail;
-	step = "close";
-	if (close(w->fd) < 0) {
-		w->fd = -1;
-		goto fail;
-	}
-	w->fd = -1;
+	/*
+	 * Rename while the file is still open, and so still locked:
+	 * queue_cleanup() removes only unlocked ".tmp-" files, and closing
+	 * first would let a starting qmgr remove this one under us.
+	 */
 	final = queue_path(w->queue_dir, w->folder, w->id);
 	step = "rename";
 	if (rename(w->tmp_path, final) < 0)
 		goto fail;
+	step = "close";
+	if (close(w->fd) < 0) {
+		w->fd = -1;
+		unlink(final);
+		goto fail;
+	}
+	w->fd = -1;
 	dir = xasprintf("%s/%s", w->queue_dir, queue_folder_name(w->folder));
 	if (file_fsync_dir(dir) < 0 && !(errno == EACCES &&
 	    w->folder == QUEUE_MAILDROP && sync_by_file(final) == 0)) {
@@ -1136,9 +1142,9 @@ parse_file(struct queue_msg_priv *mp, const char **why)
 		goto out;
 	}
 	m->content_off = off + (off_t)line.len + 1;
-	end = m->content_off + (off_t)m->content_len;
+	/* Compare before adding: a huge M must not overflow off_t. */
 	if (m->content_len > (size_t)m->file_size ||
-	    end > m->file_size - 2) {
+	    (end = m->content_off + (off_t)m->content_len) > m->file_size - 2) {
 		*why = "content length past the end of the file";
 		goto out;
 	}

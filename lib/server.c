@@ -220,8 +220,14 @@ server_jail(const struct server_args *args, const struct server_opts *opts)
 		else if (priv_chroot(queue_dir) < 0)
 			msg_fatal("service %s: chroot %s: %s", service_name,
 			    queue_dir, strerror(errno));
-		else
+		else {
+			/* Inside the jail the queue is the root folder. */
+			char *err = NULL;
+
 			jailed = 1;
+			if (config_set("queue_directory", "/", &err) < 0)
+				msg_fatal("service %s: %s", service_name, err);
+		}
 	}
 	if (!jailed && chdir(queue_dir) < 0 && !standalone)
 		msg_warn("service %s: cannot enter queue_directory %s: %s",

@@ -377,7 +377,8 @@ unix_open(struct service *svc, char **err)
 	struct sockaddr_un sun;
 	struct stat st;
 	const char *path = svc->listen_key + strlen("unix ");
-	int fd;
+	mode_t old_mask;
+	int fd, r, saved;
 
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
@@ -406,11 +407,19 @@ unix_open(struct service *svc, char **err)
 		    strerror(errno));
 		return -1;
 	}
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-	    chmod(path, 0666) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
-		/* The folder's mode, not the socket's, keeps private/
-		 * private: mail_owner's daemons must be able to connect to
-		 * a socket root created. */
+	/*
+	 * The socket is made 0666 by the umask at bind(2), never by a
+	 * chmod(2) afterwards: private/ and public/ belong to mail_owner,
+	 * who could swap the new socket for a symlink between bind and
+	 * chmod and have root open up any file. The folder's mode, not the
+	 * socket's, keeps private/ private.
+	 */
+	old_mask = umask(0111);
+	r = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	saved = errno;
+	umask(old_mask);
+	errno = saved;
+	if (r < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
 		*err = xasprintf("service %s: listen on %s: %s", svc->name,
 		    path, strerror(errno));
 		close(fd);

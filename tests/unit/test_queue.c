@@ -497,6 +497,11 @@ every_kind_of_damage_is_reported_corrupt(void **state)
 		{ "M 0", "M " },			/* 19 digits */
 		{ "M 0", "M x" },			/* not a number */
 		{ "M 0000", "M 9999" },			/* past end of file */
+		/* Lengths near the top of off_t and size_t must be refused
+		 * without overflowing (UBSan aborts the test if they do). */
+		{ "M 00000000000000000017", "M 09223372036854775807" },
+		{ "M 00000000000000000017", "M 09223372036854775790" },
+		{ "M 00000000000000000017", "M 18446744073709551615" },
 		{ "\nE\n", "\nX\n" },			/* no end marker */
 		{ "\nE\n", "\nE\nN 9 4.0.0 x\n" },	/* note for no rcpt */
 		{ "\nE\n", "\nE\nN 0 4.0.0 a b\n" },	/* malformed note */
