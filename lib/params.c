@@ -76,6 +76,9 @@ const struct param_def param_table[] = {
 	    "where writable caches (TLS sessions, address verification) live"),
 	LIST("debug_peer_list", "",
 	    "clients and servers whose sessions are logged in detail"),
+	INT("default_destination_concurrency_failed_cohort_limit", "1", 1, 0,
+	    "connection failures, in units of the concurrency, after which a "
+	    "destination is dead until minimal_backoff_time has passed"),
 	INT("default_destination_concurrency_limit", "20", 1, 0,
 	    "most parallel deliveries to one destination"),
 	INT("default_destination_recipient_limit", "50", 1, 0,
@@ -84,6 +87,9 @@ const struct param_def param_table[] = {
 	    "user that deliveries to commands and files in aliases run as"),
 	INT("default_process_limit", "100", 1, 0,
 	    "most processes of one service when master.cf says -"),
+	STR("default_transport", "smtp",
+	    "transport[:nexthop] for mail to domains that are not ours or "
+	    "relay_domains"),
 	TIME("delay_warning_time", "0h", 'h', 0,
 	    "after this long a sender is told that mail is delayed; 0: never"),
 	INT("deliver_lock_attempts", "20", 1, 0,
@@ -177,6 +183,11 @@ const struct param_def param_table[] = {
 	LIST("notify_classes", "resource, software",
 	    "problems reported to the postmaster: bounce, 2bounce, delay, "
 	    "policy, protocol, resource, software"),
+	LIST("parent_domain_matches_subdomains", "debug_peer_list, "
+	    "fast_flush_domains, mynetworks, permit_mx_backup_networks, "
+	    "qmqpd_authorized_clients, relay_domains, smtpd_access_maps",
+	    "features where example.com also matches its subdomains "
+	    "(elsewhere only .example.com does)"),
 	INT("qmgr_message_active_limit", "20000", 1, 0,
 	    "most messages in the active queue"),
 	STR("queue_directory", "/var/spool/tern",
@@ -188,6 +199,9 @@ const struct param_def param_table[] = {
 	    "(user+ext)"),
 	LIST("relay_domains", "",
 	    "remote domains this host relays mail to from anyone"),
+	STR("relay_transport", "relay",
+	    "transport[:nexthop] for relay_domains; \"relay\" without a "
+	    "master.cf service of that name is served by smtp"),
 	STR("relayhost", "",
 	    "default next hop for remote mail, as host, [host]:port or "
 	    "[address]; empty: by MX"),
@@ -207,6 +221,12 @@ const struct param_def param_table[] = {
 	    "time limit for the reply to the SMTP DATA command"),
 	TIME("smtp_data_xfer_timeout", "180s", 's', 1,
 	    "time limit for sending each part of the message content"),
+	INT("smtp_destination_concurrency_limit",
+	    "$default_destination_concurrency_limit", 1, 0,
+	    "most parallel deliveries to one SMTP destination"),
+	INT("smtp_destination_recipient_limit",
+	    "$default_destination_recipient_limit", 1, 0,
+	    "most recipients in one SMTP delivery"),
 	STR("smtp_helo_name", "$myhostname",
 	    "name the SMTP client sends in EHLO, HELO and LHLO"),
 	TIME("smtp_helo_timeout", "300s", 's', 1,
@@ -271,6 +291,18 @@ const struct param_def param_table[] = {
 	    "how long the SMTP client reuses a TLS session; 0: never"),
 	LIST("smtp_tls_verify_cert_match", "hostname",
 	    "names the server certificate must carry at level verify"),
+	INT("smtpd_auth_failure_limit", "10", 0, 0,
+	    "failed AUTH attempts from one client (an IPv6 /64) within "
+	    "smtpd_auth_failure_window before it may not try for "
+	    "smtpd_auth_failure_lockout_time (Tern); 0: no limit"),
+	TIME("smtpd_auth_failure_lockout_time", "30m", 's', 1,
+	    "how long a client that reached smtpd_auth_failure_limit may not "
+	    "AUTH, whatever password it brings (Tern)"),
+	TIME("smtpd_auth_failure_sleep_time", "1s", 's', 0,
+	    "the n-th failed AUTH in the window waits n-1 times this long "
+	    "for its reply (Tern)"),
+	TIME("smtpd_auth_failure_window", "1h", 's', 1,
+	    "period over which failed AUTH attempts are counted (Tern)"),
 	STR("smtpd_banner", "$myhostname ESMTP $mail_name",
 	    "text after 220 in the SMTP greeting; must start with "
 	    "$myhostname"),

@@ -22,6 +22,18 @@
  * If root could be regained after priv_drop() claims success, the
  * process panics: that is a bug in the system, never something to go on
  * from.
+ *
+ * priv_set_euid() is the cheap way to act for a user, as Postfix's
+ * local does: the real and saved uid stay 0, so a process that runs no
+ * code of the user's can go back with priv_restore_root(). The user
+ * cannot signal or trace the process meanwhile (the real uid is
+ * root's, and the kernel marks it not dumpable when the euid changes).
+ * The root groups and egid to go back to are saved at each switch.
+ *
+ * Supplementary groups come from getgrouplist(3) through a cache of
+ * PRIV_GROUPS_CACHE users per process: the first lookup loads NSS and
+ * reads /etc/group, the next ones cost nothing, and a forked child
+ * only calls setgroups(2).
  */
 #include "autoconf.h"
 
@@ -117,21 +129,21 @@ priv_user_free(struct priv_user *u)
 	memset(u, 0, sizeof(*u));
 }
 
-int
-priv_drop(uid_t uid, gid_t gid, const char *name_for_groups)
+/* When not root: dropping to the ids we have is all that can succeed. */
+static int
+priv_drop_self(uid_t uid, gid_t gid)
 {
-	if (geteuid() != 0) {
-		if (getuid() == uid && geteuid() == uid && getgid() == gid &&
-		    getegid() == gid)
-			return 0;
-		errno = EPERM;
-		return -1;
-	}
-	if (name_for_groups != NULL) {
-		if (initgroups(name_for_groups, gid) < 0)
-			return -1;
-	} else if (setgroups(1, &gid) < 0)
-		return -1;
+	if (getuid() == uid && geteuid() == uid && getgid() == gid &&
+	    getegid() == gid)
+		return 0;
+	errno = EPERM;
+	return -1;
+}
+
+/* The supplementary groups are set: now the ids, for good. */
+static int
+priv_drop_ids(uid_t uid, gid_t gid)
+{
 	if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
 		return -1;
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
@@ -142,6 +154,197 @@ priv_drop(uid_t uid, gid_t gid, const char *name_for_groups)
 		errno = EPERM;
 		return -1;
 	}
+	return 0;
+}
+
+int
+priv_drop(uid_t uid, gid_t gid, const char *name_for_groups)
+{
+	if (geteuid() != 0)
+		return priv_drop_self(uid, gid);
+	if (name_for_groups != NULL) {
+		if (initgroups(name_for_groups, gid) < 0)
+			return -1;
+	} else if (setgroups(1, &gid) < 0)
+		return -1;
+	return priv_drop_ids(uid, gid);
+}
+
+/* priv_drop with the groups looked up already (in a child after fork,
+ * where NSS would be loaded afresh each time). */
+static int
+priv_drop_groups(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
+{
+	if (geteuid() != 0)
+		return priv_drop_self(uid, gid);
+	if (ngroups == 0) {
+		groups = &gid;
+		ngroups = 1;
+	}
+	if (setgroups(ngroups, groups) < 0)
+		return -1;
+	return priv_drop_ids(uid, gid);
+}
+
+/* ---- supplementary groups, cached ---- */
+
+/* Users a process keeps the groups of; the least recently used goes. */
+#define PRIV_GROUPS_CACHE	16
+/* More groups than Linux allows (NGROUPS_MAX): give up, gid alone. */
+#define PRIV_GROUPS_MAX		65536
+
+struct priv_groups_entry {
+	int	 used;
+	uid_t	 uid;
+	gid_t	 gid;
+	char	*name;		/* as asked; NULL: the account of uid */
+	gid_t	*groups;
+	size_t	 ngroups;
+	unsigned long last;	/* priv_groups_clock when last used */
+};
+
+static struct priv_groups_entry priv_groups_cache[PRIV_GROUPS_CACHE];
+static unsigned long priv_groups_clock;
+
+/* getgrouplist(3), growing the array until it fits. */
+static void
+priv_groups_fetch(const char *name, gid_t gid, gid_t **groups,
+    size_t *ngroups)
+{
+	gid_t *g;
+	int have = 32, want;
+
+	for (;;) {
+		g = xreallocarray(NULL, (size_t)have, sizeof(*g));
+		want = have;
+		if (getgrouplist(name, gid, g, &want) >= 0 && want >= 1) {
+			*groups = g;
+			*ngroups = (size_t)want;
+			return;
+		}
+		free(g);
+		/* glibc says how many it needs; others may not. */
+		have = want > have ? want : have * 2;
+		if (have > PRIV_GROUPS_MAX)
+			break;
+	}
+	*groups = xmalloc(sizeof(**groups));
+	(*groups)[0] = gid;
+	*ngroups = 1;
+}
+
+static int
+priv_groups_same_name(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+void
+priv_groups_lookup(uid_t uid, gid_t gid, const char *name, gid_t **groups,
+    size_t *ngroups)
+{
+	struct priv_groups_entry *e = NULL, *victim = &priv_groups_cache[0];
+	struct priv_user u;
+
+	for (size_t i = 0; i < PRIV_GROUPS_CACHE; i++) {
+		struct priv_groups_entry *c = &priv_groups_cache[i];
+
+		if (c->used && c->uid == uid && c->gid == gid &&
+		    priv_groups_same_name(c->name, name)) {
+			e = c;
+			break;
+		}
+		if (!c->used || (victim->used && c->last < victim->last))
+			victim = c;
+	}
+	if (e == NULL) {
+		e = victim;
+		free(e->name);
+		free(e->groups);
+		memset(e, 0, sizeof(*e));
+		e->used = 1;
+		e->uid = uid;
+		e->gid = gid;
+		e->name = name != NULL ? xstrdup(name) : NULL;
+		if (name != NULL)
+			priv_groups_fetch(name, gid, &e->groups, &e->ngroups);
+		else if (priv_user_lookup_uid(uid, &u) == 0) {
+			priv_groups_fetch(u.name, gid, &e->groups,
+			    &e->ngroups);
+			priv_user_free(&u);
+		} else {
+			e->groups = xmalloc(sizeof(*e->groups));
+			e->groups[0] = gid;
+			e->ngroups = 1;
+		}
+	}
+	e->last = ++priv_groups_clock;
+	*groups = xreallocarray(NULL, e->ngroups, sizeof(**groups));
+	memcpy(*groups, e->groups, e->ngroups * sizeof(**groups));
+	*ngroups = e->ngroups;
+}
+
+/* ---- effective ids, switched and back ---- */
+
+/* What priv_restore_root goes back to; set while switched. */
+static int priv_switched;
+static gid_t priv_saved_egid;
+static gid_t *priv_saved_groups;
+static size_t priv_saved_ngroups;
+
+int
+priv_set_euid(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
+{
+	int n, saved;
+
+	if (priv_switched)
+		msg_panic("priv_set_euid: uid %ld: still switched to uid %ld",
+		    (long)uid, (long)geteuid());
+	if (geteuid() != 0) {
+		if (getuid() == uid && geteuid() == uid && getgid() == gid &&
+		    getegid() == gid)
+			return 0;
+		errno = EPERM;
+		return -1;
+	}
+	if ((n = getgroups(0, NULL)) < 0)
+		return -1;
+	priv_saved_groups = xreallocarray(priv_saved_groups,
+	    n > 0 ? (size_t)n : 1, sizeof(*priv_saved_groups));
+	if ((n = getgroups(n, priv_saved_groups)) < 0)
+		return -1;
+	priv_saved_ngroups = (size_t)n;
+	priv_saved_egid = getegid();
+	priv_switched = 1;
+	if (ngroups == 0) {
+		groups = &gid;
+		ngroups = 1;
+	}
+	/* Groups and gid first: after seteuid we could not change them. */
+	if (setgroups(ngroups, groups) < 0 || setegid(gid) < 0 ||
+	    seteuid(uid) < 0 || geteuid() != uid || getegid() != gid) {
+		saved = errno != 0 ? errno : EPERM;
+		if (priv_restore_root() < 0)
+			msg_fatal("cannot go back to root after failing to "
+			    "switch to uid %ld: %s", (long)uid,
+			    strerror(errno));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+int
+priv_restore_root(void)
+{
+	if (!priv_switched)
+		return 0;
+	if (seteuid(0) < 0 || setegid(priv_saved_egid) < 0 ||
+	    setgroups(priv_saved_ngroups, priv_saved_groups) < 0)
+		return -1;
+	priv_switched = 0;
 	return 0;
 }
 
@@ -208,7 +411,8 @@ priv_close_from(int lowfd)
 /* In the child: never returns. */
 static void __attribute__((noreturn))
 priv_child(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
-    const char *groups_name, const char *cwd, int in, int out, int report)
+    const gid_t *groups, size_t ngroups, const char *cwd, int in, int out,
+    int report)
 {
 	static char *const noenv[] = { NULL };
 	struct sigaction sa;
@@ -248,7 +452,7 @@ priv_child(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
 	}
 	priv_close_from(4);
 
-	if (priv_drop(uid, gid, groups_name) < 0)
+	if (priv_drop_groups(uid, gid, groups, ngroups) < 0)
 		priv_child_fail(report, PRIV_STEP_DROP);
 	if (chdir(cwd != NULL ? cwd : "/") < 0)
 		priv_child_fail(report, PRIV_STEP_CHDIR);
@@ -262,8 +466,8 @@ priv_spawn(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
     char **err)
 {
 	struct priv_failure f;
-	struct priv_user u;
-	char *groups_name = NULL;
+	gid_t *groups = NULL;
+	size_t ngroups = 0;
 	int inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, rep[2] = { -1, -1 };
 	ssize_t n;
 	pid_t pid;
@@ -276,11 +480,10 @@ priv_spawn(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
 		errno = EINVAL;
 		return -1;
 	}
-	/* Root gives the child the user's groups; look them up out here. */
-	if (geteuid() == 0 && uid != 0 && priv_user_lookup_uid(uid, &u) == 0) {
-		groups_name = xstrdup(u.name);
-		priv_user_free(&u);
-	}
+	/* Root gives the child the user's groups, looked up out here (and
+	 * cached): NSS in every child costs more than the fork. */
+	if (geteuid() == 0 && uid != 0)
+		priv_groups_lookup(uid, gid, NULL, &groups, &ngroups);
 	if ((to_child != NULL && pipe2(inp, O_CLOEXEC) < 0) ||
 	    (from_child != NULL && pipe2(outp, O_CLOEXEC) < 0) ||
 	    pipe2(rep, O_CLOEXEC) < 0) {
@@ -296,7 +499,7 @@ priv_spawn(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
 		goto fail;
 	}
 	if (pid == 0)
-		priv_child(argv, envp, uid, gid, groups_name, cwd, inp[0],
+		priv_child(argv, envp, uid, gid, groups, ngroups, cwd, inp[0],
 		    outp[1], rep[1]);
 
 	close(rep[1]);
@@ -325,7 +528,7 @@ priv_spawn(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
 		goto fail;
 	}
 	close(rep[0]);
-	free(groups_name);
+	free(groups);
 	if (to_child != NULL)
 		*to_child = inp[1];
 	if (from_child != NULL)
@@ -334,7 +537,7 @@ priv_spawn(char *const argv[], char *const envp[], uid_t uid, gid_t gid,
 	return 0;
 
 fail:
-	free(groups_name);
+	free(groups);
 	if (inp[0] >= 0)
 		close(inp[0]);
 	if (inp[1] >= 0)

@@ -145,6 +145,34 @@ table_lookup(struct table *t, const char *key, char **value, char **err)
 }
 
 int
+table_walk(struct table *t,
+    int (*fn)(const char *key, const char *value, void *ctx),
+    void *ctx, char **err)
+{
+	char *oerr = NULL;
+
+	if (t->ops->walk == NULL) {
+		*err = xasprintf("table %s cannot be listed: %s tables have "
+		    "no list of keys", t->spec, t->ops->type);
+		return -1;
+	}
+	/* As at lookup: a table that failed to open gets another try. */
+	if (t->open_err != NULL) {
+		t->priv = NULL;
+		if (t->ops->open(t, t->name, &oerr) < 0) {
+			t->priv = NULL;
+			free(t->open_err);
+			t->open_err = oerr;
+			*err = xstrdup(oerr);
+			return -1;
+		}
+		free(t->open_err);
+		t->open_err = NULL;
+	}
+	return t->ops->walk(t, fn, ctx, err);
+}
+
+int
 table_lookup_addr(struct table *t, const char *addr, int with_user,
     char **value, char **err)
 {
@@ -179,20 +207,16 @@ buf_rtrim(struct buf *b)
 		b->data[--b->len] = '\0';
 }
 
-int
-table_text_lines(const char *path,
+/* table_text_lines over an open stream; path names it in messages. */
+static int
+text_lines_fp(FILE *fp, const char *path,
     int (*fn)(const char *line, int lineno, void *ctx, char **err),
     void *ctx, char **err)
 {
 	struct buf line, logical;
 	const char *p;
-	FILE *fp;
 	int c, lineno = 0, start = 0, r = 0, last = 0;
 
-	if ((fp = fopen(path, "re")) == NULL) {
-		*err = xasprintf("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
 	buf_init(&line, TABLE_LINE_MAX);
 	buf_init(&logical, TABLE_LINE_MAX);
 	while (!last) {
@@ -259,6 +283,22 @@ table_text_lines(const char *path,
 done:
 	buf_free(&line);
 	buf_free(&logical);
+	return r;
+}
+
+int
+table_text_lines(const char *path,
+    int (*fn)(const char *line, int lineno, void *ctx, char **err),
+    void *ctx, char **err)
+{
+	FILE *fp;
+	int r;
+
+	if ((fp = fopen(path, "re")) == NULL) {
+		*err = xasprintf("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	r = text_lines_fp(fp, path, fn, ctx, err);
 	fclose(fp);
 	return r;
 }
@@ -356,4 +396,14 @@ table_text_walk(const char *path, int aliases_syntax,
 	struct text_walk w = { path, aliases_syntax, fn, ctx };
 
 	return table_text_lines(path, text_walk_line, &w, err);
+}
+
+int
+table_text_walk_fp(FILE *fp, const char *name, int aliases_syntax,
+    int (*fn)(const char *key, const char *value, void *ctx),
+    void *ctx, char **err)
+{
+	struct text_walk w = { name, aliases_syntax, fn, ctx };
+
+	return text_lines_fp(fp, name, text_walk_line, &w, err);
 }

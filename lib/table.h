@@ -22,6 +22,8 @@
 #ifndef TERN_TABLE_H
 #define TERN_TABLE_H
 
+#include <stdio.h>
+
 #define TABLE_FOUND	1
 #define TABLE_NOTFOUND	0
 #define TABLE_ERROR	(-1)
@@ -41,6 +43,14 @@ struct table_ops {
 	/* 1: the name is the table itself (inline:, static:), so an open
 	 * that fails means a malformed spec and table_open fails. */
 	int	name_is_content;
+	/* Optional (ternmap -s): call fn for every entry, keys as stored,
+	 * in key order (inline: as written); the first nonzero return
+	 * stops the walk and is returned; -1 with *err when the table
+	 * cannot be read. NULL for tables that have no list of keys
+	 * (static:, regexp:, cidr:, unix:). */
+	int	(*walk)(struct table *,
+		    int (*fn)(const char *key, const char *value, void *ctx),
+		    void *ctx, char **err);
 };
 
 struct table {
@@ -69,6 +79,14 @@ int	table_lookup(struct table *, const char *key, char **value,
 int	table_lookup_addr(struct table *, const char *addr, int with_user,
 	    char **value, char **err);
 
+/*
+ * List every entry of t (see walk in struct table_ops). -1 with *err
+ * when the table cannot be read or its type has no list of keys.
+ */
+int	table_walk(struct table *,
+	    int (*fn)(const char *key, const char *value, void *ctx),
+	    void *ctx, char **err);
+
 /* For backends: lowercase s in place (ASCII), as lookups fold keys. */
 void	table_fold(char *s);
 
@@ -91,6 +109,12 @@ int	table_text_walk(const char *path, int aliases_syntax,
 	    int (*fn)(const char *key, const char *value, void *ctx),
 	    void *ctx, char **err);
 
+/* table_text_walk over an open stream (ternmap -i reads standard
+ * input); name stands for the file in messages. */
+int	table_text_walk_fp(FILE *fp, const char *name, int aliases_syntax,
+	    int (*fn)(const char *key, const char *value, void *ctx),
+	    void *ctx, char **err);
+
 /*
  * The line reader under table_text_walk, for backends with a syntax of
  * their own (regexp:, cidr:). fn gets each logical line (comments and
@@ -106,6 +130,23 @@ int	table_text_lines(const char *path,
 /* Build path.lmdb from the text file path, atomically replacing the old
  * one. 0, or -1 with *err. */
 int	table_lmdb_build(const char *path, int aliases_syntax, char **err);
+
+/*
+ * Change path.lmdb without its text file (ternmap -i and -d): a new
+ * file is written with the old entries less the keys in del (folded
+ * like lookups) and plus the nadd entries addkeys[i] = addvalues[i]
+ * (which replace old values of the same key), then renamed over the
+ * old one, as a build is. A missing path.lmdb counts as empty only
+ * when there is something to add. *ndeleted (may be NULL) is the
+ * number of del keys that were present; when nothing is added and
+ * nothing was present the file is left alone. 0, or -1 with *err (a
+ * table that cannot be read is never taken as empty). Builds and
+ * changes of tables in one folder take turns (an flock on the folder),
+ * so none undoes another.
+ */
+int	table_lmdb_update(const char *path, char *const *del,
+	    char *const *addkeys, char *const *addvalues, size_t nadd,
+	    size_t *ndeleted, char **err);
 
 /* Call fn for every entry of path.lmdb in key order (ternmap -s); the
  * first nonzero return stops the walk and is returned. -1 with *err

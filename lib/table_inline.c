@@ -150,6 +150,32 @@ inline_lookup(struct table *t, const char *key, char **value, char **err)
 	return TABLE_NOTFOUND;
 }
 
+/*
+ * The entries as written (the order is the table's meaning to whoever
+ * wrote it), leaving out later copies of a key, which lookups never
+ * reach.
+ */
+static int
+inline_walk(struct table *t,
+    int (*fn)(const char *key, const char *value, void *ctx),
+    void *ctx, char **err)
+{
+	struct inline_table *it = t->priv;
+	size_t i, j;
+	int r;
+
+	for (i = 0; it->keys[i] != NULL; i++) {
+		for (j = 0; j < i && strcmp(it->keys[j], it->keys[i]) != 0;
+		    j++)
+			;
+		if (j < i)
+			continue;
+		if ((r = fn(it->keys[i], it->values[i], ctx)) != 0)
+			return r;
+	}
+	return 0;
+}
+
 static void
 inline_close(struct table *t)
 {
@@ -163,5 +189,6 @@ const struct table_ops table_inline_ops = {
 	.open = inline_open,
 	.lookup = inline_lookup,
 	.close = inline_close,
+	.walk = inline_walk,
 	.name_is_content = 1,
 };

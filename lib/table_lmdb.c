@@ -10,6 +10,10 @@
  * reader sees the old table or the new one, never half of either; the
  * reader therefore needs no lock file (MDB_NOLOCK) and notices a
  * rebuild by the file's identity (device, inode, size, mtime) changing.
+ * Changes without the text file (ternmap -i, -d) are made the same way:
+ * the old entries are copied into a new file with the change, which is
+ * renamed over the old one. Writers take turns with an flock on the
+ * folder, so that none works from a table another is replacing.
  *
  * Failure: a file that is missing, shorter than its own meta page says
  * (truncated: reading it through the map would fault), not built by
@@ -19,6 +23,7 @@
  */
 #include "autoconf.h"
 
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -254,11 +259,20 @@ lmdb_close(struct table *t)
 	t->priv = NULL;
 }
 
+static int
+lmdb_walk(struct table *t,
+    int (*fn)(const char *key, const char *value, void *ctx),
+    void *ctx, char **err)
+{
+	return table_lmdb_walk(t->name, fn, ctx, err);
+}
+
 const struct table_ops table_lmdb_ops = {
 	.type = "lmdb",
 	.open = lmdb_open,
 	.lookup = lmdb_lookup,
 	.close = lmdb_close,
+	.walk = lmdb_walk,
 };
 
 int
@@ -309,17 +323,25 @@ out:
 	return r;
 }
 
-/* State of one build pass, handed to the text walk. */
+/* State of one write pass, handed to whatever fills the new file. */
 struct lmdb_builder {
-	const char *path;	/* the text file, for messages */
+	const char *path;	/* the input, for messages */
 	MDB_txn	*txn;
 	MDB_dbi	 dbi;
 	size_t	 maxkey;
 	unsigned long count;
-	int	 rc;		/* an LMDB error that stopped the walk */
+	int	 rc;		/* an LMDB error that stopped the fill */
 	char	*err;		/* or a message */
 };
 
+/*
+ * Puts the entries of one pass into b's transaction: 0, or nonzero
+ * with b->rc, b->err or *err saying why. Called again from the start,
+ * on a fresh file, when the map fills up.
+ */
+typedef int (*lmdb_fill_fn)(struct lmdb_builder *b, void *ctx, char **err);
+
+/* Put one entry; a key already there keeps its value, with a warning. */
 static int
 lmdb_build_put(const char *key, const char *value, void *ctx)
 {
@@ -356,13 +378,16 @@ lmdb_build_put(const char *key, const char *value, void *ctx)
 }
 
 /*
- * One build of tmp from path with the given map size: 0, LMDB_MAP_FULL
- * (try again larger), or -1 with *err. tmp is left for the caller to
- * rename or remove.
+ * One write of tmp with the given map size: 0, LMDB_MAP_FULL (try
+ * again larger), or -1 with *err. tmp is left for the caller to rename
+ * or remove. owner, when not NULL and we are root, gives the new file
+ * the old one's owner, so that root's edit does not take the table
+ * from whoever kept it.
  */
 static int
-lmdb_build_once(const char *path, const char *tmp, int aliases_syntax,
-    mode_t mode, size_t mapsize, char **err)
+lmdb_write_once(const char *path, const char *tmp, mode_t mode,
+    const struct stat *owner, size_t mapsize, lmdb_fill_fn fill, void *ctx,
+    char **err)
 {
 	struct lmdb_builder b = { .path = path };
 	MDB_env *env = NULL;
@@ -377,7 +402,8 @@ lmdb_build_once(const char *path, const char *tmp, int aliases_syntax,
 	/* Create it ourselves: no links followed, no one else's file. */
 	fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
 	    mode);
-	if (fd < 0 || fchmod(fd, mode) < 0) {
+	if (fd < 0 || fchmod(fd, mode) < 0 || (owner != NULL &&
+	    geteuid() == 0 && fchown(fd, owner->st_uid, owner->st_gid) < 0)) {
 		*err = xasprintf("cannot create %s: %s", tmp, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -394,8 +420,7 @@ lmdb_build_once(const char *path, const char *tmp, int aliases_syntax,
 	}
 	b.maxkey = (size_t)mdb_env_get_maxkeysize(env);
 
-	if (table_text_walk(path, aliases_syntax, lmdb_build_put, &b,
-	    err) != 0) {
+	if (fill(&b, ctx, err) != 0) {
 		if (b.rc == MDB_MAP_FULL)
 			r = LMDB_MAP_FULL;
 		else if (b.rc != 0)
@@ -440,12 +465,11 @@ out:
 	return r;
 }
 
-/* Make a rename in the folder holding file durable. */
-static int
-sync_parent(const char *file, char **err)
+/* The folder holding file, "." when the name has no slash. */
+static char *
+parent_of(const char *file)
 {
 	char *dir, *slash;
-	int fd, r = 0;
 
 	dir = xstrdup(file);
 	if ((slash = strrchr(dir, '/')) == NULL) {
@@ -455,6 +479,17 @@ sync_parent(const char *file, char **err)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
+	return dir;
+}
+
+/* Make a rename in the folder holding file durable. */
+static int
+sync_parent(const char *file, char **err)
+{
+	char *dir;
+	int fd, r = 0;
+
+	dir = parent_of(file);
 	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
 	    fsync(fd) < 0) {
 		*err = xasprintf("cannot sync folder %s: %s", dir,
@@ -467,31 +502,49 @@ sync_parent(const char *file, char **err)
 	return r;
 }
 
-int
-table_lmdb_build(const char *path, int aliases_syntax, char **err)
+/*
+ * Wait for our turn to replace file: an exclusive flock on its folder,
+ * held until the returned descriptor is closed. Each writer reads the
+ * table it changes, so two at once would lose one's work; the folder
+ * (not the file, which each writer replaces) is what stays the same.
+ * Readers take no lock. -1 with *err.
+ */
+static int
+lmdb_lock(const char *file, char **err)
 {
-	struct stat sb;
-	char *dst, *tmp;
-	size_t mapsize;
+	char *dir;
+	int fd;
+
+	dir = parent_of(file);
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    flock(fd, LOCK_EX) < 0) {
+		*err = xasprintf("cannot lock folder %s: %s", dir,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	free(dir);
+	return fd;
+}
+
+/*
+ * Write dst anew through a temporary file beside it, growing the map
+ * until the entries fit, and rename it into place: readers see the
+ * old table or the new one. The caller holds the lock. 0, or -1 with
+ * *err and dst untouched.
+ */
+static int
+lmdb_replace(const char *dst, const char *path, mode_t mode,
+    const struct stat *owner, size_t mapsize, lmdb_fill_fn fill, void *ctx,
+    char **err)
+{
+	char *tmp;
 	int r;
 
-	if (stat(path, &sb) < 0) {
-		*err = xasprintf("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		*err = xasprintf("%s: not a regular file", path);
-		return -1;
-	}
-	dst = xasprintf("%s.lmdb", path);
 	tmp = xasprintf("%s.tmp-%ld", dst, (long)getpid());
-
-	/* Keys and values with B-tree overhead rarely need 4x the text. */
-	mapsize = LMDB_MAP_MIN;
-	while (mapsize / 4 < (size_t)sb.st_size && mapsize < (size_t)-1 / 4)
-		mapsize *= 2;
-	while ((r = lmdb_build_once(path, tmp, aliases_syntax,
-	    sb.st_mode & 0666, mapsize, err)) == LMDB_MAP_FULL) {
+	while ((r = lmdb_write_once(path, tmp, mode, owner, mapsize, fill,
+	    ctx, err)) == LMDB_MAP_FULL) {
 		if (mapsize > (size_t)-1 / 4) {
 			*err = xasprintf("%s: table too large", path);
 			r = -1;
@@ -508,7 +561,241 @@ table_lmdb_build(const char *path, int aliases_syntax, char **err)
 		r = sync_parent(dst, err);
 	else
 		unlink(tmp);
-	free(dst);
 	free(tmp);
+	return r;
+}
+
+/* A map size with room for about need bytes of text. */
+static size_t
+lmdb_map_size(size_t need)
+{
+	size_t mapsize = LMDB_MAP_MIN;
+
+	/* Keys and values with B-tree overhead rarely need 4x the text. */
+	while (mapsize / 4 < need && mapsize < (size_t)-1 / 4)
+		mapsize *= 2;
+	return mapsize;
+}
+
+struct lmdb_text_source {
+	const char *path;
+	int	 aliases_syntax;
+};
+
+static int
+lmdb_fill_text(struct lmdb_builder *b, void *ctx, char **err)
+{
+	struct lmdb_text_source *src = ctx;
+
+	return table_text_walk(src->path, src->aliases_syntax, lmdb_build_put,
+	    b, err);
+}
+
+int
+table_lmdb_build(const char *path, int aliases_syntax, char **err)
+{
+	struct lmdb_text_source src = { path, aliases_syntax };
+	struct stat sb;
+	char *dst;
+	int lock, r;
+
+	if (stat(path, &sb) < 0) {
+		*err = xasprintf("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		*err = xasprintf("%s: not a regular file", path);
+		return -1;
+	}
+	dst = xasprintf("%s.lmdb", path);
+	if ((lock = lmdb_lock(dst, err)) < 0) {
+		free(dst);
+		return -1;
+	}
+	r = lmdb_replace(dst, path, sb.st_mode & 0666, NULL,
+	    lmdb_map_size((size_t)sb.st_size), lmdb_fill_text, &src, err);
+	close(lock);
+	free(dst);
+	return r;
+}
+
+/* What table_lmdb_update puts in the new file. */
+struct lmdb_update {
+	MDB_env	*old;		/* NULL: there was no table yet */
+	MDB_dbi	 old_dbi;
+	char	**del;		/* folded and sorted */
+	size_t	 ndel;
+	char *const *addkeys;
+	char *const *addvalues;
+	size_t	 nadd;
+};
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int
+lmdb_is_deleted(const struct lmdb_update *u, const MDB_val *k)
+{
+	char *key;
+	int found;
+
+	if (u->ndel == 0)
+		return 0;
+	key = xstrndup(k->mv_data, k->mv_size);
+	found = bsearch(&key, u->del, u->ndel, sizeof(*u->del),
+	    cmp_str) != NULL;
+	free(key);
+	return found;
+}
+
+/* The new entries first, so that they win over old ones of that key;
+ * then the old entries less the deleted ones. */
+static int
+lmdb_fill_update(struct lmdb_builder *b, void *ctx, char **err)
+{
+	struct lmdb_update *u = ctx;
+	MDB_txn *txn;
+	MDB_cursor *cur;
+	MDB_val k, v;
+	int rc;
+
+	for (size_t i = 0; i < u->nadd; i++)
+		if (lmdb_build_put(u->addkeys[i], u->addvalues[i], b) != 0)
+			return -1;
+	if (u->old == NULL)
+		return 0;
+	if ((rc = mdb_txn_begin(u->old, NULL, MDB_RDONLY, &txn)) != 0) {
+		b->rc = rc;
+		return -1;
+	}
+	if ((rc = mdb_cursor_open(txn, u->old_dbi, &cur)) != 0) {
+		mdb_txn_abort(txn);
+		b->rc = rc;
+		return -1;
+	}
+	for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+		if (k.mv_size > 0 && ((const char *)k.mv_data)[0] == '\0')
+			continue;	/* the marker: written anew */
+		if (lmdb_is_deleted(u, &k))
+			continue;
+		rc = mdb_put(b->txn, b->dbi, &k, &v, MDB_NOOVERWRITE);
+		if (rc == MDB_KEYEXIST)
+			continue;	/* replaced by a new entry */
+		if (rc != 0)
+			break;
+		b->count++;
+	}
+	mdb_cursor_close(cur);
+	mdb_txn_abort(txn);
+	if (rc != MDB_NOTFOUND) {
+		b->rc = rc;
+		return -1;
+	}
+	return 0;
+}
+
+/* How many of u's deleted keys the old table holds. */
+static int
+lmdb_count_present(const char *path, struct lmdb_update *u, size_t *n,
+    char **err)
+{
+	MDB_txn *txn;
+	MDB_val k, v;
+	int rc = 0;
+
+	*n = 0;
+	if ((rc = mdb_txn_begin(u->old, NULL, MDB_RDONLY, &txn)) != 0) {
+		*err = xasprintf("%s: %s", path, mdb_strerror(rc));
+		return -1;
+	}
+	for (size_t i = 0; i < u->ndel; i++) {
+		k.mv_data = u->del[i];
+		k.mv_size = strlen(u->del[i]);
+		if (k.mv_size == 0 ||
+		    k.mv_size > (size_t)mdb_env_get_maxkeysize(u->old))
+			continue;
+		if ((rc = mdb_get(txn, u->old_dbi, &k, &v)) == 0)
+			(*n)++;
+		else if (rc != MDB_NOTFOUND)
+			break;
+		rc = 0;
+	}
+	mdb_txn_abort(txn);
+	if (rc != 0) {
+		*err = xasprintf("%s: %s", path, mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+int
+table_lmdb_update(const char *path, char *const *del, char *const *addkeys,
+    char *const *addvalues, size_t nadd, size_t *ndeleted, char **err)
+{
+	struct lmdb_update u = { .addkeys = addkeys, .addvalues = addvalues,
+	    .nadd = nadd };
+	struct stat sb, *owner = NULL;
+	char *dst;
+	size_t need = 0, present = 0, i, out;
+	mode_t mode = 0644;
+	int lock, r = -1;
+
+	if (ndeleted != NULL)
+		*ndeleted = 0;
+	dst = xasprintf("%s.lmdb", path);
+	if ((lock = lmdb_lock(dst, err)) < 0) {
+		free(dst);
+		return -1;
+	}
+	/* Only additions may start a table; a broken one is never empty. */
+	if (nadd == 0 || stat(dst, &sb) == 0 || errno != ENOENT) {
+		if (lmdb_env_open_checked(dst, &u.old, &u.old_dbi, &sb,
+		    err) < 0) {
+			u.old = NULL;
+			goto out;
+		}
+		mode = sb.st_mode & 0666;
+		owner = &sb;
+		need = (size_t)sb.st_size / 2;
+	}
+
+	for (i = 0; del != NULL && del[i] != NULL; i++)
+		;
+	u.del = xcalloc(i + 1, sizeof(*u.del));
+	for (i = 0; del != NULL && del[i] != NULL; i++) {
+		u.del[i] = xstrdup(del[i]);
+		table_fold(u.del[i]);
+	}
+	qsort(u.del, i, sizeof(*u.del), cmp_str);
+	for (u.ndel = out = 0; out < i; out++)
+		if (u.ndel == 0 || strcmp(u.del[u.ndel - 1], u.del[out]) != 0)
+			u.del[u.ndel++] = u.del[out];
+		else
+			free(u.del[out]);
+
+	if (u.old != NULL && lmdb_count_present(dst, &u, &present, err) < 0)
+		goto out;
+	if (ndeleted != NULL)
+		*ndeleted = present;
+	if (present == 0 && nadd == 0) {
+		r = 0;		/* nothing to change: leave the file be */
+		goto out;
+	}
+	for (i = 0; i < nadd; i++)
+		need += strlen(addkeys[i]) + strlen(addvalues[i]) + 2;
+	r = lmdb_replace(dst, dst, mode, owner, lmdb_map_size(need),
+	    lmdb_fill_update, &u, err);
+out:
+	if (u.old != NULL)
+		mdb_env_close(u.old);
+	for (i = 0; i < u.ndel; i++)
+		free(u.del[i]);
+	free(u.del);
+	close(lock);
+	free(dst);
 	return r;
 }

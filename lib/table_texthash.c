@@ -121,6 +121,21 @@ texthash_lookup(struct table *t, const char *key, char **value, char **err)
 	return TABLE_NOTFOUND;
 }
 
+/* The entries in key order: the array is sorted and unique. */
+static int
+texthash_walk(struct table *t,
+    int (*fn)(const char *key, const char *value, void *ctx),
+    void *ctx, char **err)
+{
+	struct texthash *th = t->priv;
+	int r;
+
+	for (size_t i = 0; i < th->n; i++)
+		if ((r = fn(th->v[i].key, th->v[i].value, ctx)) != 0)
+			return r;
+	return 0;
+}
+
 static void
 texthash_close(struct table *t)
 {
@@ -134,4 +149,5 @@ const struct table_ops table_texthash_ops = {
 	.open = texthash_open,
 	.lookup = texthash_lookup,
 	.close = texthash_close,
+	.walk = texthash_walk,
 };

@@ -79,12 +79,19 @@ char	*local_msg_prefix(const char *sender, const char *delivered_to);
 typedef void (*local_step_fn)(void *ctx, struct local_result *);
 
 /*
- * Run fn with uid/gid: as root in a child process that has dropped to
- * them for good; as anybody else directly when they are our own, and
- * otherwise not at all (deferred with the reason).
+ * Run fn in this process with uid/gid and the supplementary groups of
+ * groups_name (NULL: gid alone) as its effective ids: as root by
+ * switching them and back (priv_set_euid); as anybody else only when
+ * they are our own, and otherwise not at all (deferred with the
+ * reason). fn only reads and writes files: it never runs anything of
+ * the user's (commands go through local_command_deliver, which forks
+ * and drops for good).
  */
 void	local_run_as(uid_t, gid_t, const char *groups_name, local_step_fn,
 	    void *ctx, struct local_result *);
+/* 0 when this process can act as uid/gid (it is root, or they are its
+ * own), else -1 with *res deferred saying why. */
+int	local_can_act_as(uid_t, gid_t, struct local_result *res);
 /* A file read for a user: what stat(2) said and up to max bytes. */
 struct local_file {
 	int	 err;		/* errno of the open, 0 when it opened */

@@ -3,7 +3,9 @@
  * targets of aliases, :include: files and .forward files.
  *
  * The command runs through /bin/sh -c as the user local_recipient.c
- * chose (never root), in "/", with a small fixed environment (SENDER,
+ * chose (never root), in a child that drops to that uid and gid for
+ * good with the supplementary groups of the account the uid belongs to
+ * (priv_run), in "/", with a small fixed environment (SENDER,
  * RECIPIENT, USER, LOGNAME, HOME, LOCAL, DOMAIN, EXTENSION, PATH, SHELL)
  * and the message on its standard input, "Return-Path:" and
  * "Delivered-To:" first. It is killed with its whole process group

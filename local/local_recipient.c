@@ -455,17 +455,11 @@ step_mailbox(void *ctx, struct local_result *res)
 		mbox_deliver(s->m, s->path, s->lv->addr, limit, res);
 }
 
-static void
-step_command(void *ctx, struct local_result *res)
-{
-	struct step *s = ctx;
-
-	local_command_deliver(s->m, &s->cmd, res);
-}
-
 /* ---- targets ---- */
 
-/* Run command as the privileges say (default_privs for root). */
+/* Run command as the privileges say (default_privs for root): in a
+ * child that drops to them for good, never through a switch of the
+ * effective ids, which the command could undo. */
 static void
 run_command(struct expansion *x, const struct level *lv,
     const char *command, const struct privs *p, const char *fallback_home)
@@ -477,7 +471,8 @@ run_command(struct expansion *x, const struct level *lv,
 	gid_t gid;
 
 	local_result_init(&r);
-	if (privs_resolve(p, &uid, &gid, &name, &home, &r) == 0) {
+	if (privs_resolve(p, &uid, &gid, &name, &home, &r) == 0 &&
+	    local_can_act_as(uid, gid, &r) == 0) {
 		step_init(&s, x, lv, targets_sender(lv));
 		s.cmd.command = command;
 		s.cmd.uid = uid;
@@ -489,7 +484,7 @@ run_command(struct expansion *x, const struct level *lv,
 		s.cmd.domain = lv->domain;
 		s.cmd.extension = lv->ext;
 		s.cmd.delivered_to = lv->addr;
-		local_run_as(uid, gid, name, step_command, &s, &r);
+		local_command_deliver(s.m, &s.cmd, &r);
 	}
 	record(x, lv, &r);
 	local_result_free(&r);

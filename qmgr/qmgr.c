@@ -135,6 +135,7 @@ client_request(struct client *c)
 	case ACT_FLUSH:
 		msg_info("flush requested%s%s", site_copy ? " for " : "",
 		    site_copy ? site_copy : "");
+		qmgr_deliver_revive(site_copy);
 		qmgr_scan_deferred(1, site_copy);
 		qmgr_scan_soon(1, 0);
 		break;
@@ -221,6 +222,7 @@ qmgr_start(struct event_loop *loop)
 	qmgr.max_backoff = config_time("maximal_backoff_time");
 	qmgr.max_lifetime = config_time("maximal_queue_lifetime");
 	qmgr.bounce_lifetime = config_time("bounce_queue_lifetime");
+	qmgr.delay_warning = config_time("delay_warning_time");
 	qmgr.queue_run_delay = config_time("queue_run_delay");
 	qmgr.delivery_timeout = config_time("daemon_timeout");
 	if (qmgr.queue_run_delay < 1)

@@ -10,13 +10,16 @@
  *			queue its deliveries, record results, and at the
  *			end remove it, defer it or bounce it
  *	qmgr_resolve.c	recipient -> (transport, nexthop) or a verdict:
- *			virtual alias rewriting, address classes
- *	qmgr_deliver.c	transports and destinations, concurrency limits,
- *			the non-blocking conversation with delivery agents
+ *			virtual alias rewriting, address classes,
+ *			transport_maps, relayhost
+ *	qmgr_sched.c	transports and destinations: slow start, dead
+ *			destinations, round-robin between destinations
+ *	qmgr_deliver.c	the non-blocking conversation with delivery
+ *			agents, results back to qmgr_message.c
  *	qmgr_bounce.c	RFC 3464 delivery status notifications
  *	qmgr_backoff.c	retry times, queue lifetimes, delay formatting
- * The pure parts (resolve, bounce rendering, backoff) are linked into
- * unit tests in tests/unit/.
+ * The pure parts (resolve, sched, bounce rendering, backoff) are linked
+ * into unit tests in tests/unit/.
  */
 #ifndef TERN_QMGR_H
 #define TERN_QMGR_H
@@ -36,14 +39,17 @@ enum qmgr_route_status {
 	ROUTE_DELIVER,		/* hand to transport/nexthop */
 	ROUTE_DEFER,		/* temporary: dsn 4.x.x and reason */
 	ROUTE_BOUNCE,		/* permanent: dsn 5.x.x and reason */
+	ROUTE_DISCARD,		/* transport_maps "discard:": done, not sent */
 };
 
 struct qmgr_route {
 	char	*addr;		/* the final address */
 	enum qmgr_route_status status;
-	char	*transport;	/* ROUTE_DELIVER: "local" */
-	char	*nexthop;	/* ROUTE_DELIVER: "example.com" */
-	char	*dsn;		/* ROUTE_DEFER, ROUTE_BOUNCE */
+	char	*transport;	/* ROUTE_DELIVER: "local", "smtp", ... */
+	char	*nexthop;	/* ROUTE_DELIVER: "example.com", "[h]:25" */
+	int	 fallback;	/* ROUTE_DELIVER: nexthop is the recipient's
+				 * domain, so fallback_relay may stand in */
+	char	*dsn;		/* ROUTE_DEFER, ROUTE_BOUNCE, ROUTE_DISCARD */
 	char	*reason;
 };
 
@@ -53,23 +59,27 @@ struct qmgr_routes {
 	int	 rewritten;	/* virtual_alias_maps changed it */
 };
 
-/* The reason relay mail is deferred until the smtp transport exists. */
-#define QMGR_RELAY_DSN		"4.3.5"
-#define QMGR_RELAY_REASON	"relay delivery is not available yet " \
-				"(smtp transport)"
-
 /* Read the resolver's parameters and open its tables; a malformed table
  * name is fatal (a configuration error). Call again after config_set. */
 void	qmgr_resolve_init(void);
 void	qmgr_resolve_free(void);
 /*
- * Resolve one envelope recipient. rewrite: apply virtual_alias_maps
- * (not for recipients that already came out of an expansion). Always
- * gives at least one route; a table error or a runaway expansion gives
- * one ROUTE_DEFER route for the whole recipient.
+ * Resolve one envelope recipient of mail from sender ("" for the null
+ * sender). rewrite: apply virtual_alias_maps (not for recipients that
+ * already came out of an expansion). Always gives at least one route; a
+ * table error or a runaway expansion gives one ROUTE_DEFER route for the
+ * whole recipient.
  */
-void	qmgr_resolve(const char *rcpt, int rewrite, struct qmgr_routes *);
+void	qmgr_resolve(const char *rcpt, const char *sender, int rewrite,
+	    struct qmgr_routes *);
 void	qmgr_routes_free(struct qmgr_routes *);
+/*
+ * 1 when a flush for site concerns mail for this recipient domain or
+ * next hop: the domain is site or below it, or the next hop's host
+ * ("[mx.b.test]:2525" -> mx.b.test) is. Case does not matter.
+ */
+int	qmgr_site_match(const char *site, const char *domain,
+	    const char *nexthop);
 
 /* ---- qmgr_backoff.c ---- */
 
@@ -107,6 +117,8 @@ struct qmgr_dsn_info {
 	const char *content;	/* the original (headers and body, LF) */
 	size_t	 content_len;	/* bytes at content */
 	size_t	 size_limit;	/* bounce_size_limit */
+	int	 delayed;	/* a delay warning, not a failure report */
+	time_t	 retry_until;	/* delayed: when the message expires */
 };
 
 /* Queue file attributes smtpd stores: RET (FULL, HDRS), ENVID (decoded). */
@@ -129,21 +141,141 @@ int	qmgr_dsn_wanted(int notify);
 int	qmgr_bounce_write(const char *queue_dir, const struct queue_msg *,
 	    const struct qmgr_dsn_rcpt *r, size_t n, char **new_id,
 	    char **err);
+/* The same for a delay warning about recipients still being tried
+ * (their dsn 4.x.y); retry_until is when the message will expire. */
+int	qmgr_delay_write(const char *queue_dir, const struct queue_msg *,
+	    const struct qmgr_dsn_rcpt *r, size_t n, time_t retry_until,
+	    char **new_id, char **err);
 /* RFC 5322 date of t in local time: "Tue, 5 Mar 2024 10:00:00 +0100". */
 void	qmgr_rfc5322_date(char *out, size_t outlen, time_t t);
 
-/* ---- qmgr_deliver.c ---- */
+/* ---- qmgr_sched.c: destinations, slow start, dead destinations ---- */
 
 struct qmgr_message;
+struct qmgr_transport;
+struct qmgr_dest;
+
+/* One delivery request: recipients of one message for one destination. */
+struct qmgr_job {
+	struct qmgr_job *next;		/* in its destination's queue */
+	struct qmgr_job *rprev, *rnext;	/* among running jobs */
+	struct qmgr_message *msg;
+	struct qmgr_dest *dest;
+	size_t	*idx;		/* queue file recipient indices */
+	size_t	 n;
+	int	 fallback;	/* fallback_relay entries tried so far, or
+				 * -1: this mail may not use them */
+	struct stream *s;	/* the agent connection while running */
+	unsigned long timer;
+	double	 t_start;	/* taken from the queue */
+	double	 t_conn;	/* connected and request sent */
+};
+
+/*
+ * A destination: (transport, nexthop). Its window is how many of its
+ * deliveries may run at once: it starts at initial_destination_
+ * concurrency, grows by one with each delivery that reached the
+ * destination, up to the transport's limit, and shrinks by one with
+ * each that could not connect. failed counts those failures in units of
+ * the window (pseudo-cohorts); at the failed-cohort limit the
+ * destination is dead: its mail is deferred without new connections
+ * until dead_until, when it gets another chance at the initial window.
+ */
+struct qmgr_dest {
+	struct qmgr_dest *next;
+	struct qmgr_transport *tp;
+	char	*nexthop;
+	struct qmgr_job *head, *tail;	/* waiting */
+	size_t	 waiting;
+	int	 active;		/* running */
+	int	 window;
+	double	 failed;
+	int	 dead;
+	double	 dead_until;
+	char	*dead_dsn;		/* why, for the mail deferred */
+	char	*dead_reason;		/* meanwhile */
+	unsigned long dead_timer;	/* qmgr_deliver.c's revival timer */
+};
+
+struct qmgr_transport {
+	struct qmgr_transport *next;
+	char	*name;		/* "smtp", "relay", "local" */
+	char	*service;	/* master.cf service: private/<service> */
+	int	 dest_limit;	/* <name>_destination_concurrency_limit */
+	int	 init_window;	/* initial_destination_concurrency */
+	int	 total_limit;	/* the service's process limit */
+	double	 cohort_limit;	/* ..._concurrency_failed_cohort_limit */
+	size_t	 rcpt_limit;	/* <name>_destination_recipient_limit */
+	int	 active;
+	struct qmgr_dest *dests;
+	struct qmgr_dest *cursor;	/* last served, for round-robin */
+};
+
+struct qmgr_transport *qmgr_transport_new(const char *name,
+	    const char *service, int dest_limit, int init_window,
+	    int total_limit, int cohort_limit, size_t rcpt_limit);
+/* Free a transport with its destinations and their waiting jobs. */
+void	qmgr_transport_free(struct qmgr_transport *);
+/* The destination for nexthop (case-insensitive), made when missing. */
+struct qmgr_dest *qmgr_dest_get(struct qmgr_transport *, const char *nexthop);
+/* Free d when nothing waits or runs there and it is not dead; 1 when
+ * freed. */
+int	qmgr_dest_release(struct qmgr_dest *);
+/*
+ * Queue recipients idx[0..n) of msg for d, as jobs of at most the
+ * transport's recipient limit each (msg->jobs counts them). Returns the
+ * number of jobs. idx is copied.
+ */
+size_t	qmgr_dest_enqueue(struct qmgr_dest *, struct qmgr_message *,
+	    const size_t *idx, size_t n, int fallback);
+/* Take the first waiting job of d off its queue (NULL when none). */
+struct qmgr_job *qmgr_dest_pop(struct qmgr_dest *);
+/*
+ * The next job to start for the transport: destinations are served in
+ * turn after the one served last, each only while it is alive and has
+ * fewer running than its window, all while the transport is under its
+ * process limit. The job is counted as running (qmgr_sched_done ends
+ * that). NULL when nothing may start now.
+ */
+struct qmgr_job *qmgr_sched_next(struct qmgr_transport *);
+/* A running job has ended: release its slots. Does not free it. */
+void	qmgr_sched_done(struct qmgr_job *);
+/* A delivery reached the destination: the window grows, failures are
+ * forgotten. */
+void	qmgr_dest_success(struct qmgr_dest *);
+/*
+ * A delivery could not reach the destination (dsn, reason): the window
+ * shrinks; returns 1 when the destination has now failed enough to be
+ * dead (until now + backoff), 0 otherwise.
+ */
+int	qmgr_dest_failure(struct qmgr_dest *, const char *dsn,
+	    const char *reason, double now, unsigned long backoff);
+/* Alive again (backoff over, or a flush): the initial window. */
+void	qmgr_dest_revive(struct qmgr_dest *);
+void	qmgr_job_free(struct qmgr_job *);
+/*
+ * 1 when an agent's results for a whole request say it never reached
+ * the destination: nothing sent or bounced, and every recipient
+ * deferred with a network or routing status (4.4.x: connection refused
+ * or timed out, no answer, DNS failure).
+ */
+int	qmgr_site_failure(const char *const *dsn, const int *deferred,
+	    size_t n);
+
+/* ---- qmgr_deliver.c ---- */
 
 /* Queue a delivery of recipients idx[0..n) of msg to transport/nexthop
- * and start what the concurrency limits allow. Takes idx. */
+ * and start what the concurrency limits allow. fallback: the route
+ * allows fallback_relay. Takes idx. */
 void	qmgr_deliver_queue(struct qmgr_message *, const char *transport,
-	    const char *nexthop, size_t *idx, size_t n);
+	    const char *nexthop, int fallback, size_t *idx, size_t n);
 /* Start queued deliveries while limits allow. */
 void	qmgr_deliver_schedule(void);
 /* Deliveries in flight and waiting, across all transports. */
 size_t	qmgr_deliver_pending(void);
+/* Give dead destinations another chance now: all of them (site NULL)
+ * or those whose next hop qmgr_site_match()es site. */
+void	qmgr_deliver_revive(const char *site);
 /* At exit, after the event loop is gone: drop every delivery. */
 void	qmgr_deliver_shutdown(void);
 /*
@@ -220,6 +352,7 @@ struct qmgr_state {
 	struct qmgr_message *msgs;
 	unsigned long min_backoff, max_backoff;
 	unsigned long max_lifetime, bounce_lifetime;
+	unsigned long delay_warning;	/* delay_warning_time; 0: never */
 	unsigned long queue_run_delay;
 	unsigned long delivery_timeout;	/* daemon_timeout, seconds */
 	int	 backlog_incoming;	/* incoming/ had more than room */

@@ -20,6 +20,10 @@
  *	3. the original message (message/rfc822), or only its headers
  *	   (text/rfc822-headers) when the sender asked RET=HDRS, cut at a
  *	   line end to at most bounce_size_limit bytes.
+ * A delay warning (qmgr_delay_write, once per message when
+ * delay_warning_time has passed) has the same shape with Action:
+ * delayed, a 4.x.y Status, Will-Retry-Until, and only the original's
+ * header in part 3.
  * qmgr_dsn_render() builds it from plain data and is unit-tested; it
  * cannot fail. qmgr_bounce_write() fails with -1 and *err when the queue
  * cannot take the report (disk full...): the caller keeps the
@@ -161,7 +165,7 @@ original_length(const struct qmgr_dsn_info *in, int *cut)
 	const char *p, *end;
 
 	*cut = 0;
-	if (in->ret_hdrs) {
+	if (in->ret_hdrs || in->delayed) {
 		/* Up to and including the empty line after the headers. */
 		if (len > 0 && in->content[0] == '\n')
 			len = 0;
@@ -187,7 +191,7 @@ void
 qmgr_dsn_render(struct buf *out, const struct qmgr_dsn_info *in,
     const struct qmgr_dsn_rcpt *r, size_t n)
 {
-	char date[64], arrival[64], *boundary, *v;
+	char date[64], arrival[64], until[64], *boundary, *v;
 	size_t i, orig_len;
 	int cut, eightbit, text8;
 
@@ -212,7 +216,9 @@ qmgr_dsn_render(struct buf *out, const struct qmgr_dsn_info *in,
 	buf_printf(out, "From: MAILER-DAEMON@%s (Mail Delivery System)\n",
 	    in->myhostname);
 	put_field(out, "To", in->sender);
-	buf_puts(out, "Subject: Undelivered Mail Returned to Sender\n");
+	buf_printf(out, "Subject: %s\n", in->delayed ?
+	    "Delayed Mail (still being retried)" :
+	    "Undelivered Mail Returned to Sender");
 	buf_printf(out, "Date: %s\n", date);
 	buf_printf(out, "Message-ID: <%s>\n", in->message_id);
 	buf_puts(out, "Auto-Submitted: auto-replied\n");
@@ -233,11 +239,22 @@ qmgr_dsn_render(struct buf *out, const struct qmgr_dsn_info *in,
 		buf_puts(out, "Content-Transfer-Encoding: 8bit\n");
 	buf_printf(out, "\nThis is the mail system at host %s.\n\n",
 	    in->myhostname);
-	buf_printf(out, "Your message could not be delivered to the "
-	    "recipient%s listed below,\nfor the reason%s given there. %s "
-	    "is attached.\n\n", n == 1 ? "" : "s", n == 1 ? "" : "s",
-	    in->ret_hdrs ? "The header of your message" :
-	    cut ? "The beginning of your message" : "Your message");
+	if (in->delayed) {
+		qmgr_rfc5322_date(until, sizeof(until), in->retry_until);
+		buf_printf(out, "This is a warning only: you do not need to "
+		    "send your message again.\n\nYour message has not "
+		    "been delivered yet to the recipient%s listed\nbelow, "
+		    "for the reason%s given there. Delivery will be tried "
+		    "again until\n%s; you will be told if it fails for "
+		    "good. The header of your\nmessage is attached.\n\n",
+		    n == 1 ? "" : "s", n == 1 ? "" : "s", until);
+	} else
+		buf_printf(out, "Your message could not be delivered to the "
+		    "recipient%s listed below,\nfor the reason%s given "
+		    "there. %s is attached.\n\n", n == 1 ? "" : "s",
+		    n == 1 ? "" : "s", in->ret_hdrs ?
+		    "The header of your message" : cut ?
+		    "The beginning of your message" : "Your message");
 	buf_printf(out, "For help, write to postmaster@%s and include "
 	    "this report.\n\n", in->myhostname);
 	for (i = 0; i < n; i++) {
@@ -268,21 +285,25 @@ qmgr_dsn_render(struct buf *out, const struct qmgr_dsn_info *in,
 		free(v);
 		if (r[i].orcpt != NULL && r[i].orcpt[0] != '\0')
 			put_orcpt(out, r[i].orcpt);
-		buf_puts(out, "Action: failed\n");
+		buf_printf(out, "Action: %s\n", in->delayed ? "delayed" :
+		    "failed");
 		put_field(out, "Status", r[i].dsn);
 		v = xasprintf("%s; %s", diagnostic_type(r[i].reason),
 		    r[i].reason);
 		put_field(out, "Diagnostic-Code", v);
 		free(v);
 		buf_printf(out, "Last-Attempt-Date: %s\n", date);
+		if (in->delayed)
+			buf_printf(out, "Will-Retry-Until: %s\n", until);
 	}
 	buf_puts(out, "\n");
 
 	/* Part 3: what was sent. */
 	buf_printf(out, "--%s\n", boundary);
-	buf_printf(out, "Content-Description: %s\n", in->ret_hdrs ?
+	buf_printf(out, "Content-Description: %s\n", in->delayed ?
+	    "Delayed Message Headers" : in->ret_hdrs ?
 	    "Undelivered Message Headers" : "Undelivered Message");
-	buf_printf(out, "Content-Type: %s\n", in->ret_hdrs ?
+	buf_printf(out, "Content-Type: %s\n", in->ret_hdrs || in->delayed ?
 	    "text/rfc822-headers" : "message/rfc822");
 	if (has_8bit(in->content, orig_len))
 		buf_puts(out, "Content-Transfer-Encoding: 8bit\n");
@@ -294,9 +315,10 @@ qmgr_dsn_render(struct buf *out, const struct qmgr_dsn_info *in,
 	free(boundary);
 }
 
-int
-qmgr_bounce_write(const char *queue_dir, const struct queue_msg *qm,
-    const struct qmgr_dsn_rcpt *r, size_t n, char **new_id, char **err)
+static int
+dsn_write(const char *queue_dir, const struct queue_msg *qm,
+    const struct qmgr_dsn_rcpt *r, size_t n, time_t retry_until,
+    int delayed, char **new_id, char **err)
 {
 	struct qmgr_dsn_info in;
 	struct queue_writer *w;
@@ -341,6 +363,8 @@ qmgr_bounce_write(const char *queue_dir, const struct queue_msg *qm,
 	in.ret_hdrs = ret != NULL && strcasecmp(ret, "HDRS") == 0;
 	in.content = content;
 	in.content_len = (size_t)got;
+	in.delayed = delayed;
+	in.retry_until = retry_until;
 
 	buf_init(&report, BUF_NOMAX);
 	qmgr_dsn_render(&report, &in, r, n);
@@ -366,4 +390,19 @@ qmgr_bounce_write(const char *queue_dir, const struct queue_msg *qm,
 		return -1;
 	}
 	return 0;
+}
+
+int
+qmgr_bounce_write(const char *queue_dir, const struct queue_msg *qm,
+    const struct qmgr_dsn_rcpt *r, size_t n, char **new_id, char **err)
+{
+	return dsn_write(queue_dir, qm, r, n, 0, 0, new_id, err);
+}
+
+int
+qmgr_delay_write(const char *queue_dir, const struct queue_msg *qm,
+    const struct qmgr_dsn_rcpt *r, size_t n, time_t retry_until,
+    char **new_id, char **err)
+{
+	return dsn_write(queue_dir, qm, r, n, retry_until, 1, new_id, err);
 }

@@ -1,30 +1,38 @@
 /*
  * qmgr_deliver - hands deliveries to delivery agents without ever
- * waiting for one, within concurrency limits.
+ * waiting for one, in the order and within the limits qmgr_sched.c
+ * decides.
  *
- * qmgr_message.c queues one job per group of a message's recipients
- * that share a transport and next hop ("local", "example.com"). Jobs
- * wait in their destination's queue; destinations hang off their
- * transport. A transport runs at most as many deliveries as master.cf
- * allows processes for its service (maxproc; "-" is
- * default_process_limit), and each destination at most
- * <transport>_destination_concurrency_limit at once (falling back to
- * default_destination_concurrency_limit), served round-robin so that one
- * busy destination does not starve the others. The relay issue grows
- * this into per-destination slow start and dead-destination backoff;
- * the shapes are here for it.
+ * qmgr_message.c queues one group per (transport, nexthop) of a
+ * message's recipients ("local", "example.com"; "smtp", "b.test"). A
+ * transport is what master.cf runs for it: the unix service of the
+ * same name, private/<transport> (a "relay" transport without a relay
+ * service is served by smtp, as Postfix's stock master.cf has relay
+ * run smtp); it runs at most that service's process limit (maxproc;
+ * "-" is default_process_limit) deliveries at once, and each
+ * destination at most its slow-start window (qmgr_sched.c).
  *
- * A running job is a connection to the agent's socket,
- * queue_directory/private/<transport>, speaking deliver.h: the request
- * is written at once (it is small), then the socket is watched by the
- * event loop and the reply read as it arrives, never blocking qmgr.
- * Each recipient's result goes to qmgr_message_result().
+ * A running job is a connection to the agent's socket speaking
+ * deliver.h: the request is written at once (it is small), then the
+ * socket is watched by the event loop and the reply read as it
+ * arrives, never blocking qmgr. Each recipient's result goes to
+ * qmgr_message_result(). The reply also tells how the destination is
+ * doing: a request whose every recipient was deferred with a 4.4.x
+ * status (could not connect, DNS failure) counts against the
+ * destination, anything else for it. A destination that has failed a
+ * whole pseudo-cohort is dead for minimal_backoff_time: its waiting and
+ * new mail is deferred "delivery temporarily suspended: <reason>"
+ * without connecting; a flush revives it at once. Mail routed by its
+ * recipient domain that cannot reach it goes to the fallback_relay
+ * hosts in turn before it is deferred.
  *
  * How it fails: an agent that cannot be reached, closes the connection,
  * sends garbage or does not answer within daemon_timeout gets every
  * recipient of the request deferred with a 4.3.0 reason naming the
- * transport; the message is retried later like any deferral, so a crash
- * of an agent repeats at most the deliveries it was doing.
+ * transport (that is the agent's trouble, not the destination's, and
+ * does not count against it); the message is retried later like any
+ * deferral, so a crash of an agent repeats at most the deliveries it was
+ * doing.
  */
 #include "autoconf.h"
 
@@ -54,177 +62,121 @@
 #define AGENT_CONNECT_MS	5000
 #define AGENT_WRITE_MS		10000
 
-struct qmgr_transport;
-struct qmgr_dest;
-
-struct qmgr_job {
-	struct qmgr_job *next;		/* in its destination's queue */
-	struct qmgr_job *rprev, *rnext;	/* among running jobs */
-	struct qmgr_message *msg;
-	struct qmgr_dest *dest;
-	size_t	*idx;		/* queue file recipient indices */
-	size_t	 n;
-	struct stream *s;	/* the agent connection while running */
-	unsigned long timer;
-	double	 t_start;	/* taken from the queue */
-	double	 t_conn;	/* connected and request sent */
-};
-
-struct qmgr_dest {
-	struct qmgr_dest *next;
-	struct qmgr_transport *tp;
-	char	*nexthop;
-	struct qmgr_job *head, *tail;	/* waiting */
-	int	 active;		/* running */
-};
-
-struct qmgr_transport {
-	struct qmgr_transport *next;
-	char	*name;
-	int	 dest_limit;
-	int	 total_limit;
-	size_t	 rcpt_limit;
-	int	 active;
-	struct qmgr_dest *dests;
-	struct qmgr_dest *cursor;	/* last served, for round-robin */
-};
-
 static struct qmgr_transport *transports;
 static struct qmgr_job *running;
 static size_t npending;
+static char **fallback_relays;
 
-/* "<transport>_<suffix>" when the parameter exists, else "default_". */
+/*
+ * "<transport>_<suffix>" when the parameter exists (in the table, or
+ * set in main.cf for a transport the table does not know), else
+ * "default_<suffix>".
+ */
 static long
 transport_param(const char *transport, const char *suffix)
 {
-	char *name = xasprintf("%s_%s", transport, suffix);
-	long v;
+	char *name = xasprintf("%s_%s", transport, suffix), *text = NULL;
+	char *err;
+	unsigned long v;
+	long r;
 
-	if (param_find(name) != NULL)
-		v = config_int(name);
-	else {
+	if (param_find(name) != NULL) {
+		r = config_int(name);
 		free(name);
-		name = xasprintf("default_%s", suffix);
-		v = config_int(name);
+		return r;
+	}
+	if (config_raw(name) != NULL) {
+		err = NULL;
+		if (config_expand(config_raw(name), &text, &err) == 0 &&
+		    parse_ulong(text, 1, 1000000, &v) == 0) {
+			free(text);
+			free(name);
+			return (long)v;
+		}
+		msg_warn("%s: not a number from 1 to 1000000; using "
+		    "default_%s", name, suffix);
+		if (err == NULL)
+			free(text);
+		free(err);
 	}
 	free(name);
-	return v;
+	name = xasprintf("default_%s", suffix);
+	r = config_int(name);
+	free(name);
+	return r;
 }
 
-/* The maxproc of the transport's master.cf service, as master runs it. */
-static int
-transport_process_limit(const char *transport)
+/*
+ * The master.cf service that runs a transport and its process limit:
+ * the unix service of the same name; for "relay" without one, smtp.
+ */
+static char *
+transport_service(const char *transport, int *limit)
 {
 	struct master_service *sv;
 	size_t n = 0, i;
-	char *path, *err = NULL;
-	int limit = -1;
+	char *path, *err = NULL, *service = NULL;
+	int found = -1, smtp = -1;
 
+	*limit = -1;
 	path = xasprintf("%s/master.cf", config_dir());
 	if ((sv = mastercf_load(path, &n, &err)) == NULL) {
 		msg_warn("%s; using default_process_limit for transport %s",
 		    err, transport);
 		free(err);
 	} else {
-		for (i = 0; i < n; i++)
-			if (strcmp(sv[i].name, transport) == 0 &&
-			    sv[i].type == SERVICE_UNIX)
-				limit = sv[i].maxproc;
+		for (i = 0; i < n; i++) {
+			if (sv[i].type != SERVICE_UNIX)
+				continue;
+			if (strcmp(sv[i].name, transport) == 0)
+				found = (int)i;
+			else if (strcmp(sv[i].name, "smtp") == 0)
+				smtp = (int)i;
+		}
+		if (found < 0 && strcmp(transport, "relay") == 0)
+			found = smtp;
+		if (found >= 0) {
+			service = xstrdup(sv[found].name);
+			*limit = sv[found].maxproc;
+		}
 		mastercf_free(sv, n);
 	}
 	free(path);
-	if (limit < 0)
-		limit = (int)config_int("default_process_limit");
-	if (limit == 0)			/* master.cf 0: no limit */
-		limit = (int)config_int("default_process_limit");
-	return limit > 0 ? limit : 1;
+	if (*limit <= 0)		/* "-", 0 (no limit) or not found */
+		*limit = (int)config_int("default_process_limit");
+	return service != NULL ? service : xstrdup(transport);
 }
 
 static struct qmgr_transport *
 transport_get(const char *name)
 {
-	struct qmgr_transport *tp;
+	struct qmgr_transport *tp, **pp;
+	char *service;
+	int limit;
 
-	for (tp = transports; tp != NULL; tp = tp->next)
+	for (pp = &transports; (tp = *pp) != NULL; pp = &tp->next)
 		if (strcmp(tp->name, name) == 0)
 			return tp;
-	tp = xcalloc(1, sizeof(*tp));
-	tp->name = xstrdup(name);
-	tp->dest_limit = (int)transport_param(name,
-	    "destination_concurrency_limit");
-	tp->rcpt_limit = (size_t)transport_param(name,
-	    "destination_recipient_limit");
-	tp->total_limit = transport_process_limit(name);
-	if (tp->dest_limit < 1)
-		tp->dest_limit = 1;
-	if (tp->rcpt_limit < 1)
-		tp->rcpt_limit = 1;
-	tp->next = transports;
-	transports = tp;
+	service = transport_service(name, &limit);
+	tp = qmgr_transport_new(name, service,
+	    (int)transport_param(name, "destination_concurrency_limit"),
+	    (int)config_int("initial_destination_concurrency"), limit,
+	    (int)transport_param(name,
+	    "destination_concurrency_failed_cohort_limit"),
+	    (size_t)transport_param(name, "destination_recipient_limit"));
+	free(service);
+	*pp = tp;
 	return tp;
-}
-
-static struct qmgr_dest *
-dest_get(struct qmgr_transport *tp, const char *nexthop)
-{
-	struct qmgr_dest *d;
-
-	for (d = tp->dests; d != NULL; d = d->next)
-		if (strcasecmp(d->nexthop, nexthop) == 0)
-			return d;
-	d = xcalloc(1, sizeof(*d));
-	d->tp = tp;
-	d->nexthop = xstrdup(nexthop);
-	d->next = tp->dests;
-	tp->dests = d;
-	return d;
-}
-
-/* Forget a destination with nothing waiting or running. */
-static void
-dest_release(struct qmgr_dest *d)
-{
-	struct qmgr_transport *tp = d->tp;
-	struct qmgr_dest **pp;
-
-	if (d->head != NULL || d->active > 0)
-		return;
-	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == d) {
-			*pp = d->next;
-			break;
-		}
-	if (tp->cursor == d)
-		tp->cursor = NULL;
-	free(d->nexthop);
-	free(d);
 }
 
 void
 qmgr_deliver_queue(struct qmgr_message *msg, const char *transport,
-    const char *nexthop, size_t *idx, size_t n)
+    const char *nexthop, int fallback, size_t *idx, size_t n)
 {
-	struct qmgr_transport *tp = transport_get(transport);
-	struct qmgr_dest *d = dest_get(tp, nexthop);
-	struct qmgr_job *job;
-	size_t off, take;
+	struct qmgr_dest *d = qmgr_dest_get(transport_get(transport),
+	    nexthop);
 
-	for (off = 0; off < n; off += take) {
-		take = n - off < tp->rcpt_limit ? n - off : tp->rcpt_limit;
-		job = xcalloc(1, sizeof(*job));
-		job->msg = msg;
-		job->dest = d;
-		job->n = take;
-		job->idx = xreallocarray(NULL, take, sizeof(size_t));
-		memcpy(job->idx, idx + off, take * sizeof(size_t));
-		if (d->tail != NULL)
-			d->tail->next = job;
-		else
-			d->head = job;
-		d->tail = job;
-		msg->jobs++;
-		npending++;
-	}
+	npending += qmgr_dest_enqueue(d, msg, idx, n, fallback ? 0 : -1);
 	free(idx);
 }
 
@@ -263,18 +215,74 @@ qmgr_attr_ready(struct stream *s, size_t max)
 	}
 }
 
+/* delays=a/b/c/d of a job: before active/, waiting there, reaching the
+ * agent, the agent's own time. */
+static void
+job_delays(const struct qmgr_job *job, double delays[4])
+{
+	const struct qmgr_message *msg = job->msg;
+	double now = qmgr_now();
+
+	delays[0] = msg->active_time - (double)msg->qm->arrival.tv_sec -
+	    (double)msg->qm->arrival.tv_nsec / 1e9;
+	if (job->t_start == 0) {		/* never started */
+		delays[1] = now - msg->active_time;
+		delays[2] = delays[3] = 0;
+		return;
+	}
+	delays[1] = job->t_start - msg->active_time;
+	delays[2] = job->t_conn > 0 ? job->t_conn - job->t_start :
+	    now - job->t_start;
+	delays[3] = job->t_conn > 0 ? now - job->t_conn : 0;
+}
+
 /*
- * End a job: give every recipient without a result this reason
- * (deferred), release its slots, tell its message, start more work.
+ * Give the job's recipients to the next fallback_relay host instead of
+ * deferring them, when their route allows it and one is left. 1 when
+ * they were queued there.
+ */
+static int
+job_fall_back(struct qmgr_job *job)
+{
+	struct qmgr_dest *d;
+	size_t k;
+
+	if (fallback_relays == NULL)
+		fallback_relays = config_list("fallback_relay");
+	if (job->fallback < 0 || (size_t)job->fallback >=
+	    strv_len(fallback_relays))
+		return 0;
+	k = (size_t)job->fallback;
+	d = qmgr_dest_get(job->dest->tp, fallback_relays[k]);
+	npending += qmgr_dest_enqueue(d, job->msg, job->idx, job->n,
+	    (int)k + 1);
+	return 1;
+}
+
+/* Defer every recipient of the job that has no result yet. */
+static void
+job_defer(struct qmgr_job *job, const char *dsn, const char *why,
+    const char *relay)
+{
+	double delays[4];
+	size_t i;
+
+	job_delays(job, delays);
+	for (i = 0; i < job->n; i++)
+		if (job->idx[i] != (size_t)-1)
+			qmgr_message_result(job->msg, job->idx[i],
+			    OUTCOME_DEFERRED, dsn, why, relay, delays);
+}
+
+/*
+ * The job is over (its results recorded): forget it, tell its message
+ * (which may finish and go away), start more work.
  */
 static void
-job_end(struct qmgr_job *job, const char *why)
+job_free(struct qmgr_job *job, int was_running)
 {
 	struct qmgr_dest *d = job->dest;
-	struct qmgr_transport *tp = d->tp;
 	struct qmgr_message *msg = job->msg;
-	double delays[4], now = qmgr_now();
-	size_t i;
 
 	if (job->s != NULL) {
 		event_fd_del(qmgr.loop, job->s->fd);
@@ -283,34 +291,74 @@ job_end(struct qmgr_job *job, const char *why)
 	}
 	if (job->timer != 0)
 		event_timer_cancel(qmgr.loop, job->timer);
-	if (job->rprev != NULL)
-		job->rprev->rnext = job->rnext;
-	else
-		running = job->rnext;
-	if (job->rnext != NULL)
-		job->rnext->rprev = job->rprev;
-	if (why != NULL) {
-		delays[0] = msg->active_time - (double)msg->qm->arrival.tv_sec -
-		    (double)msg->qm->arrival.tv_nsec / 1e9;
-		delays[1] = job->t_start - msg->active_time;
-		delays[2] = job->t_conn > 0 ? job->t_conn - job->t_start :
-		    now - job->t_start;
-		delays[3] = job->t_conn > 0 ? now - job->t_conn : 0;
-		for (i = 0; i < job->n; i++)
-			if (job->idx[i] != (size_t)-1)
-				qmgr_message_result(msg, job->idx[i],
-				    OUTCOME_DEFERRED, "4.3.0", why, tp->name,
-				    delays);
+	if (was_running) {
+		if (job->rprev != NULL)
+			job->rprev->rnext = job->rnext;
+		else
+			running = job->rnext;
+		if (job->rnext != NULL)
+			job->rnext->rprev = job->rprev;
+		qmgr_sched_done(job);
 	}
-	tp->active--;
-	d->active--;
 	npending--;
-	free(job->idx);
-	free(job);
-	dest_release(d);
+	qmgr_job_free(job);
+	(void)qmgr_dest_release(d);
 	qmgr_message_job_done(msg);
 	qmgr_deliver_schedule();
 }
+
+/* The agent failed us: defer what it did not answer (4.3.0). */
+static void
+job_agent_failed(struct qmgr_job *job, const char *why)
+{
+	job_defer(job, "4.3.0", why, job->dest->tp->name);
+	job_free(job, 1);
+}
+
+static void
+dest_revive_timer(void *ctx)
+{
+	struct qmgr_dest *d = ctx;
+
+	d->dead_timer = 0;
+	qmgr_dest_revive(d);
+	if (!qmgr_dest_release(d))
+		qmgr_deliver_schedule();
+}
+
+/* A destination has failed enough: dead until minimal_backoff_time. */
+static void
+dest_died(struct qmgr_dest *d)
+{
+	msg_info("delivery to %s:%s suspended for %lus: %s", d->tp->name,
+	    d->nexthop, qmgr.min_backoff, d->dead_reason);
+	if (qmgr.loop != NULL)
+		d->dead_timer = event_timer_add(qmgr.loop,
+		    (long)qmgr.min_backoff * 1000, dest_revive_timer, d);
+}
+
+/* A job for a dead destination: deferred without a connection. */
+static void
+job_suspended(struct qmgr_job *job)
+{
+	struct qmgr_dest *d = job->dest;
+	char *why;
+
+	if (!job_fall_back(job)) {
+		why = xasprintf("delivery temporarily suspended: %s",
+		    d->dead_reason);
+		job_defer(job, d->dead_dsn, why, "none");
+		free(why);
+	}
+	job_free(job, 0);
+}
+
+struct result {
+	int	 have;
+	enum qmgr_outcome outcome;
+	char	*dsn;
+	char	*reason;
+};
 
 static enum qmgr_outcome
 outcome_parse(const char *word)
@@ -322,29 +370,18 @@ outcome_parse(const char *word)
 	return OUTCOME_DEFERRED;
 }
 
-/*
- * Apply "result=INDEX STATUS DSN REASON" lines. Recipients are checked
- * off in job->idx (set to -1) so that job_end() defers those the agent
- * did not mention; a result for a recipient that was not asked for is
- * ignored with a warning.
- */
+/* Read "result=INDEX STATUS DSN REASON" lines into res[] (one per
+ * recipient of the job); a result for a recipient that was not asked
+ * for is ignored with a warning. */
 static void
-job_results(struct qmgr_job *job, const struct attrs *a)
+results_parse(const struct qmgr_job *job, const struct attrs *a,
+    struct result *res)
 {
-	struct qmgr_message *msg = job->msg;
-	const char *relay = attrs_get(a, "relay");
-	double delays[4], now = qmgr_now();
-	char **f, *reason;
+	const char *tp = job->dest->tp->name;
 	unsigned long index;
+	char **f;
 	size_t i, k;
 
-	delays[0] = msg->active_time - (double)msg->qm->arrival.tv_sec -
-	    (double)msg->qm->arrival.tv_nsec / 1e9;
-	delays[1] = job->t_start - msg->active_time;
-	delays[2] = job->t_conn - job->t_start;
-	delays[3] = now - job->t_conn;
-	if (relay == NULL || relay[0] == '\0')
-		relay = job->dest->tp->name;
 	for (i = 0; i < a->n; i++) {
 		if (strcmp(a->v[i].name, "result") != 0)
 			continue;
@@ -352,27 +389,93 @@ job_results(struct qmgr_job *job, const struct attrs *a)
 		if (strv_len(f) < 3 || parse_ulong(f[0], 0, (unsigned long)-1,
 		    &index) < 0) {
 			msg_warn("%s: transport %s: malformed result \"%s\"",
-			    msg->id, job->dest->tp->name, a->v[i].value);
+			    job->msg->id, tp, a->v[i].value);
 			strv_free(f);
 			continue;
 		}
 		for (k = 0; k < job->n && job->idx[k] != index; k++)
 			;
-		if (k == job->n) {
+		if (k == job->n || res[k].have) {
 			msg_warn("%s: transport %s: result for recipient %lu "
-			    "that was not in the request", msg->id,
-			    job->dest->tp->name, index);
+			    "that was not in the request", job->msg->id, tp,
+			    index);
 			strv_free(f);
 			continue;
 		}
-		reason = f[3] != NULL ? xtext_decode(f[3]) : NULL;
-		qmgr_message_result(msg, job->idx[k], outcome_parse(f[1]),
-		    f[2], reason != NULL ? reason : f[3] != NULL ? f[3] : "",
-		    relay, delays);
-		job->idx[k] = (size_t)-1;
-		free(reason);
+		res[k].have = 1;
+		res[k].outcome = outcome_parse(f[1]);
+		res[k].dsn = xstrdup(f[2]);
+		res[k].reason = f[3] != NULL ? xtext_decode(f[3]) : NULL;
+		if (res[k].reason == NULL)
+			res[k].reason = xstrdup(f[3] != NULL ? f[3] : "");
 		strv_free(f);
 	}
+}
+
+/*
+ * The agent's reply: did the request reach the destination? Tell the
+ * scheduler; then record the results, or hand the whole request to a
+ * fallback relay when it could not get through.
+ */
+static void
+job_replied(struct qmgr_job *job, const struct attrs *a)
+{
+	struct qmgr_dest *d = job->dest;
+	const char *relay = attrs_get(a, "relay");
+	struct result *res;
+	const char **dsn;
+	int *deferred, site, answered = 0;
+	double delays[4];
+	size_t k;
+
+	if (relay == NULL || relay[0] == '\0')
+		relay = d->tp->name;
+	res = xcalloc(job->n, sizeof(*res));
+	dsn = xcalloc(job->n, sizeof(*dsn));
+	deferred = xcalloc(job->n, sizeof(*deferred));
+	results_parse(job, a, res);
+	for (k = 0; k < job->n; k++) {
+		dsn[k] = res[k].dsn;
+		deferred[k] = res[k].have &&
+		    res[k].outcome == OUTCOME_DEFERRED;
+		answered |= res[k].have;
+	}
+	/* A reply without results says nothing about the destination. */
+	site = qmgr_site_failure(dsn, deferred, job->n);
+	if (!site && answered && d->dead) {
+		/* It answered after all: no need to wait for the timer. */
+		if (d->dead_timer != 0)
+			event_timer_cancel(qmgr.loop, d->dead_timer);
+		d->dead_timer = 0;
+		qmgr_dest_revive(d);
+	}
+	if (!site && answered)
+		qmgr_dest_success(d);
+	else if (site && qmgr_dest_failure(d, res[0].dsn, res[0].reason,
+	    qmgr_now(), qmgr.min_backoff))
+		dest_died(d);
+
+	if (!site || !job_fall_back(job)) {
+		job_delays(job, delays);
+		for (k = 0; k < job->n; k++) {
+			if (!res[k].have)
+				continue;
+			qmgr_message_result(job->msg, job->idx[k],
+			    res[k].outcome, res[k].dsn, res[k].reason, relay,
+			    delays);
+			job->idx[k] = (size_t)-1;
+		}
+		job_defer(job, "4.3.0", "delivery agent gave no result for "
+		    "this recipient", relay);
+	}
+	for (k = 0; k < job->n; k++) {
+		free(res[k].dsn);
+		free(res[k].reason);
+	}
+	free(res);
+	free(dsn);
+	free(deferred);
+	job_free(job, 1);
 }
 
 static void
@@ -392,7 +495,7 @@ job_readable(int fd, int events, void *ctx)
 		    r == STREAM_EOF ? "lost connection" :
 		    r == STREAM_TOOLONG ? "reply too long" :
 		    stream_strerror(r));
-		job_end(job, why);
+		job_agent_failed(job, why);
 		free(why);
 		return;
 	}
@@ -401,13 +504,10 @@ job_readable(int fd, int events, void *ctx)
 	if (r != 0) {
 		why = xasprintf("delivery agent %s failed: malformed reply "
 		    "(%s)", tp, stream_strerror(r));
-		job_end(job, why);
+		job_agent_failed(job, why);
 		free(why);
-	} else {
-		job_results(job, &a);
-		job_end(job, "delivery agent gave no result for this "
-		    "recipient");
-	}
+	} else
+		job_replied(job, &a);
 	attrs_clear(&a);
 }
 
@@ -420,10 +520,11 @@ job_timeout(void *ctx)
 	job->timer = 0;
 	why = xasprintf("delivery agent %s failed: no reply within %lus",
 	    job->dest->tp->name, qmgr.delivery_timeout);
-	job_end(job, why);
+	job_agent_failed(job, why);
 	free(why);
 }
 
+/* Connect to the agent and send the request; the reply comes later. */
 static void
 job_start(struct qmgr_job *job)
 {
@@ -434,19 +535,17 @@ job_start(struct qmgr_job *job)
 	size_t i;
 	int fd, r;
 
-	tp->active++;
-	job->dest->active++;
 	job->t_start = qmgr_now();
 	job->rnext = running;
 	if (running != NULL)
 		running->rprev = job;
 	running = job;
-	path = xasprintf("%s/private/%s", qmgr.queue_dir, tp->name);
+	path = xasprintf("%s/private/%s", qmgr.queue_dir, tp->service);
 	if ((fd = unix_connect(path, AGENT_CONNECT_MS)) < 0) {
 		why = xasprintf("delivery agent %s unavailable: connect to "
-		    "private/%s: %m", tp->name, tp->name);
+		    "private/%s: %m", tp->name, tp->service);
 		free(path);
-		job_end(job, why);
+		job_agent_failed(job, why);
 		free(why);
 		return;
 	}
@@ -469,7 +568,7 @@ job_start(struct qmgr_job *job)
 	if (r != 0) {
 		why = xasprintf("delivery agent %s failed: sending the "
 		    "request: %s", tp->name, stream_strerror(r));
-		job_end(job, why);
+		job_agent_failed(job, why);
 		free(why);
 		return;
 	}
@@ -478,7 +577,7 @@ job_start(struct qmgr_job *job)
 	    job) < 0) {
 		why = xasprintf("delivery agent %s failed: event loop: %m",
 		    tp->name);
-		job_end(job, why);
+		job_agent_failed(job, why);
 		free(why);
 		return;
 	}
@@ -486,23 +585,24 @@ job_start(struct qmgr_job *job)
 	    (long)qmgr.delivery_timeout * 1000, job_timeout, job);
 }
 
-/* The next destination after the cursor that has a job and room. */
-static struct qmgr_dest *
-next_dest(struct qmgr_transport *tp)
+/* Defer the waiting mail of dead destinations; 1 when any was. */
+static int
+drain_dead(struct qmgr_transport *tp)
 {
-	struct qmgr_dest *start, *d;
+	struct qmgr_dest *d, *next;
+	struct qmgr_job *job;
+	int any = 0;
 
-	if (tp->dests == NULL)
-		return NULL;
-	start = tp->cursor != NULL && tp->cursor->next != NULL ?
-	    tp->cursor->next : tp->dests;
-	d = start;
-	do {
-		if (d->head != NULL && d->active < tp->dest_limit)
-			return d;
-		d = d->next != NULL ? d->next : tp->dests;
-	} while (d != start);
-	return NULL;
+	for (d = tp->dests; d != NULL; d = next) {
+		/* Dead destinations are never freed under us; a fallback
+		 * may add destinations at the end, which we reach too. */
+		while (d->dead && (job = qmgr_dest_pop(d)) != NULL) {
+			job_suspended(job);
+			any = 1;
+		}
+		next = d->next;
+	}
+	return any;
 }
 
 void
@@ -510,33 +610,54 @@ qmgr_deliver_schedule(void)
 {
 	static int busy;
 	struct qmgr_transport *tp;
-	struct qmgr_dest *d;
 	struct qmgr_job *job;
+	int again;
 
-	/* job_start() can end a job at once, which calls us again: the
-	 * loop below already goes on while there is room. */
+	/* Ending a job calls us again: the loops below already go on
+	 * while there is work. */
 	if (busy || qmgr.stopping)
 		return;
 	busy = 1;
-	for (tp = transports; tp != NULL; tp = tp->next) {
-		while (tp->active < tp->total_limit &&
-		    (d = next_dest(tp)) != NULL) {
-			job = d->head;
-			if ((d->head = job->next) == NULL)
-				d->tail = NULL;
-			job->next = NULL;
-			tp->cursor = d;
-			job_start(job);
+	do {
+		again = 0;
+		for (tp = transports; tp != NULL; tp = tp->next) {
+			again |= drain_dead(tp);
+			while ((job = qmgr_sched_next(tp)) != NULL) {
+				job_start(job);
+				again = 1;
+			}
 		}
-	}
+	} while (again);
 	busy = 0;
+}
+
+void
+qmgr_deliver_revive(const char *site)
+{
+	struct qmgr_transport *tp;
+	struct qmgr_dest *d, *next;
+
+	for (tp = transports; tp != NULL; tp = tp->next)
+		for (d = tp->dests; d != NULL; d = next) {
+			next = d->next;
+			if (!d->dead || (site != NULL && site[0] != '\0' &&
+			    !qmgr_site_match(site, NULL, d->nexthop)))
+				continue;
+			if (d->dead_timer != 0 && qmgr.loop != NULL)
+				event_timer_cancel(qmgr.loop, d->dead_timer);
+			d->dead_timer = 0;
+			msg_info("delivery to %s:%s resumed by a flush",
+			    tp->name, d->nexthop);
+			qmgr_dest_revive(d);
+			(void)qmgr_dest_release(d);
+		}
+	qmgr_deliver_schedule();
 }
 
 void
 qmgr_deliver_shutdown(void)
 {
 	struct qmgr_transport *tp;
-	struct qmgr_dest *d;
 	struct qmgr_job *job;
 
 	/* Connections in flight are simply dropped: their messages are
@@ -546,23 +667,13 @@ qmgr_deliver_shutdown(void)
 		running = job->rnext;
 		if (job->s != NULL)
 			stream_free(job->s);
-		free(job->idx);
-		free(job);
+		qmgr_job_free(job);
 	}
 	while ((tp = transports) != NULL) {
 		transports = tp->next;
-		while ((d = tp->dests) != NULL) {
-			tp->dests = d->next;
-			while ((job = d->head) != NULL) {
-				d->head = job->next;
-				free(job->idx);
-				free(job);
-			}
-			free(d->nexthop);
-			free(d);
-		}
-		free(tp->name);
-		free(tp);
+		qmgr_transport_free(tp);
 	}
+	strv_free(fallback_relays);
+	fallback_relays = NULL;
 	npending = 0;
 }

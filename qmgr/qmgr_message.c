@@ -54,6 +54,7 @@
 struct group {
 	char	*transport;
 	char	*nexthop;
+	int	 fallback;
 	size_t	*idx;
 	size_t	 n;
 };
@@ -178,21 +179,23 @@ orig_from_orcpt(const char *orcpt, const char *addr)
 }
 
 static void
-group_add(struct group **gv, size_t *ng, const char *transport,
-    const char *nexthop, size_t i)
+group_add(struct group **gv, size_t *ng, const struct qmgr_route *r,
+    size_t i)
 {
 	struct group *g;
 	size_t k;
 
 	for (k = 0; k < *ng; k++)
-		if (strcmp((*gv)[k].transport, transport) == 0 &&
-		    strcasecmp((*gv)[k].nexthop, nexthop) == 0)
+		if (strcmp((*gv)[k].transport, r->transport) == 0 &&
+		    strcasecmp((*gv)[k].nexthop, r->nexthop) == 0 &&
+		    (*gv)[k].fallback == r->fallback)
 			break;
 	if (k == *ng) {
 		*gv = xreallocarray(*gv, *ng + 1, sizeof(**gv));
 		g = &(*gv)[(*ng)++];
-		g->transport = xstrdup(transport);
-		g->nexthop = xstrdup(nexthop);
+		g->transport = xstrdup(r->transport);
+		g->nexthop = xstrdup(r->nexthop);
+		g->fallback = r->fallback;
 		g->idx = NULL;
 		g->n = 0;
 	}
@@ -345,6 +348,65 @@ message_free(struct qmgr_message *msg)
 	free(msg);
 }
 
+/*
+ * Once delay_warning_time has passed, tell the sender (once) which
+ * recipients are still waiting, unless they asked for no such notice
+ * (NOTIFY without DELAY, or NEVER). The queue file's owner-execute bit
+ * records that the warning went out: the file format has no record to
+ * update in place, and a mode bit survives moves between folders and
+ * restarts. Losing it would only repeat a warning.
+ */
+static void
+delay_warning(struct qmgr_message *msg, double age)
+{
+	struct queue_msg *qm = msg->qm;
+	struct qmgr_dsn_rcpt *dr;
+	struct stat st;
+	char *new_id = NULL, *err = NULL;
+	size_t i, nd;
+
+	if (qmgr.delay_warning == 0 || age < (double)qmgr.delay_warning ||
+	    qm->sender[0] == '\0')
+		return;
+	if (fstat(qm->fd, &st) < 0 || (st.st_mode & S_IXUSR) != 0)
+		return;
+	dr = xcalloc(qm->nrcpts, sizeof(*dr));
+	for (i = nd = 0; i < qm->nrcpts; i++) {
+		const struct queue_rcpt *rc = &qm->rcpts[i];
+		const struct qmgr_rcpt_state *rs = &msg->rs[i];
+		const char *dsn;
+
+		if (rc->status != RCPT_TODO || (rc->notify & NOTIFY_NEVER) ||
+		    (rc->notify != 0 && !(rc->notify & NOTIFY_DELAY)))
+			continue;
+		dsn = rs->dsn ? rs->dsn : rc->dsn;
+		dr[nd].addr = rs->addr ? rs->addr : rc->addr;
+		dr[nd].orcpt = rc->orcpt;
+		dr[nd].dsn = dsn != NULL && dsn[0] == '4' ? dsn : "4.0.0";
+		dr[nd].reason = rs->reason ? rs->reason : rc->reason ?
+		    rc->reason : "delivery has not been attempted yet";
+		nd++;
+	}
+	if (nd > 0) {
+		if (qmgr_delay_write(qmgr.queue_dir, qm, dr, nd,
+		    qm->arrival.tv_sec + (time_t)qmgr.max_lifetime, &new_id,
+		    &err) < 0) {
+			msg_warn("%s: cannot queue the delay notification: %s; "
+			    "will try again", msg->id, err);
+			free(err);
+		} else {
+			msg_info("%s: sender delay notification: %s", msg->id,
+			    new_id);
+			free(new_id);
+			if (fchmod(qm->fd, (st.st_mode & 07777) | S_IXUSR) < 0)
+				msg_warn("%s: cannot record that the delay "
+				    "notification was sent: %m", msg->id);
+			qmgr_scan_soon(1, 0);
+		}
+	}
+	free(dr);
+}
+
 /* Every delivery has ended: expire what is too old, report failures,
  * then remove the file or defer it. Frees msg. */
 static void
@@ -449,6 +511,10 @@ message_finish(struct qmgr_message *msg)
 	}
 
 	if (!msg->io_error && !bounce_failed &&
+	    queue_count(qm, RCPT_TODO) > 0)
+		delay_warning(msg, age);
+
+	if (!msg->io_error && !bounce_failed &&
 	    queue_count(qm, RCPT_TODO) == 0 &&
 	    queue_count(qm, RCPT_FAILED) == 0) {
 		if (unlink(qm->path) < 0 && errno != ENOENT)
@@ -464,7 +530,11 @@ message_finish(struct qmgr_message *msg)
 			    qmgr.max_backoff);
 		ts[0].tv_sec = (time_t)now;
 		ts[0].tv_nsec = 0;
-		ts[1].tv_sec = (time_t)now + (time_t)delay;
+		/* Rounded up to the next second: never due before a
+		 * destination suspended at the same moment for the same
+		 * backoff is alive again. */
+		ts[1].tv_sec = (time_t)now + (now > (double)(time_t)now) +
+		    (time_t)delay;
 		ts[1].tv_nsec = 0;
 		if (futimens(qm->fd, ts) < 0)
 			msg_warn("%s: set next-try time: %m", msg->id);
@@ -558,7 +628,8 @@ qmgr_message_activate(const char *id)
 
 		if (qm->rcpts[i].status != RCPT_TODO)
 			continue;
-		qmgr_resolve(qm->rcpts[i].addr, !expanded, &routes);
+		qmgr_resolve(qm->rcpts[i].addr, qm->sender, !expanded,
+		    &routes);
 		if (routes.n > 1) {
 			x = xreallocarray(x, nx + 1, sizeof(*x));
 			x[nx].i = i;
@@ -574,8 +645,11 @@ qmgr_message_activate(const char *id)
 			    r->addr);
 		switch (r->status) {
 		case ROUTE_DELIVER:
-			group_add(&groups, &ngroups, r->transport, r->nexthop,
-			    i);
+			group_add(&groups, &ngroups, r, i);
+			break;
+		case ROUTE_DISCARD:
+			qmgr_message_result(msg, i, OUTCOME_SENT, r->dsn,
+			    r->reason, "none", delays);
 			break;
 		case ROUTE_DEFER:
 			qmgr_message_result(msg, i, OUTCOME_DEFERRED, r->dsn,
@@ -596,7 +670,8 @@ qmgr_message_activate(const char *id)
 	}
 	for (k = 0; k < ngroups; k++) {
 		qmgr_deliver_queue(msg, groups[k].transport,
-		    groups[k].nexthop, groups[k].idx, groups[k].n);
+		    groups[k].nexthop, groups[k].fallback, groups[k].idx,
+		    groups[k].n);
 		free(groups[k].transport);
 		free(groups[k].nexthop);
 	}

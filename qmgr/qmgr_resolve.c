@@ -1,10 +1,12 @@
 /*
  * qmgr_resolve - where a recipient goes: virtual alias rewriting, then
- * its address class, giving a transport and next hop or a verdict.
+ * its address class and transport_maps, giving a transport and next
+ * hop or a verdict.
  *
  * Called by qmgr_message.c for every recipient still to deliver, each
  * time its message enters active/ (so a fixed table fixes queued mail),
- * and by tests/unit/test_qmgr_resolve.c with inline: tables set through
+ * by qmgr_scan.c to tell which mail a "flush site" concerns, and by
+ * tests/unit/test_qmgr_resolve.c with inline: tables set through
  * config_set().
  *
  * Order, as in Postfix:
@@ -19,9 +21,20 @@
  *	   address does not exist, bounce 5.1.1.
  *	4. in virtual_mailbox_domains: transport local too; the local agent
  *	   does virtual mailbox delivery.
- *	5. anything else is relay mail. There is no smtp transport yet, so
- *	   it is deferred with QMGR_RELAY_REASON; relay_domains, relayhost
- *	   and transport_maps will plug in at qmgr_resolve_class().
+ *	5. in relay_domains: relay_transport ("relay"); anything else:
+ *	   default_transport ("smtp"). The next hop is the one in that
+ *	   parameter ("smtp:[gw]"), else the sender's entry in
+ *	   sender_dependent_relayhost_maps (the address, then "@domain",
+ *	   "<>" for the null sender), else relayhost, else the domain,
+ *	   looked up by MX; only this last one may fall back to
+ *	   fallback_relay.
+ *	6. transport_maps, for every class but 3: the address, the address
+ *	   without its recipient_delimiter extension, the domain, ".parent"
+ *	   domains (and "parent" when parent_domain_matches_subdomains
+ *	   names transport_maps), "*". The value "transport:nexthop"
+ *	   replaces what it gives (an empty part keeps the class's);
+ *	   error:text bounces at once, retry:text defers, discard:text
+ *	   drops the recipient as delivered.
  *
  * How it fails: a lookup table that reports an error, or an expansion
  * that runs past its limits, defers the recipient (4.3.0) with the
@@ -37,132 +50,41 @@
 
 #include <ctype.h>
 #include <ifaddrs.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "alloc.h"
 #include "config.h"
+#include "domainlist.h"
 #include "log.h"
 #include "qmgr.h"
 #include "strv.h"
 #include "table.h"
 
-/* One item of a domain list: a name, ".parent" or a table. */
-struct domain_item {
-	char	*pattern;
-	struct table *table;	/* non-NULL: look the domain up here */
-	int	 negate;	/* "!pattern": a match means "not in list" */
-};
-
-struct domain_list {
-	struct domain_item *v;
-	size_t	 n;
-};
-
 static struct {
 	int	 ready;
 	char	*myorigin;
-	struct domain_list mydestination;
-	struct domain_list alias_domains;
-	struct domain_list mailbox_domains;
+	char	*delimiter;	/* recipient_delimiter */
+	struct domainlist *mydestination;
+	struct domainlist *alias_domains;
+	struct domainlist *mailbox_domains;
+	struct domainlist *relay_domains;
 	struct table **alias_maps;
 	size_t	 nalias_maps;
+	struct table **transport_maps;
+	size_t	 ntransport_maps;
+	int	 transport_parents;	/* "parent" keys as well as ".parent" */
+	struct table **sender_relay_maps;
+	size_t	 nsender_relay_maps;
+	char	*relayhost;
+	char	*default_transport;	/* "transport[:nexthop]" */
+	char	*relay_transport;
 	char	**my_addrs;	/* our addresses, inet_ntop form */
 	long	 recursion_limit;
 	long	 expansion_limit;
 } rs;
-
-/* ---- domain lists ---- */
-
-static int
-is_table_spec(const char *s)
-{
-	const char *p;
-
-	if (s[0] == '[')
-		return 0;
-	for (p = s; *p != '\0' && *p != ':'; p++)
-		if (!islower((unsigned char)*p) &&
-		    !isdigit((unsigned char)*p) && *p != '_')
-			return 0;
-	return *p == ':' && p > s;
-}
-
-static void
-domain_list_init(struct domain_list *dl, const char *param)
-{
-	char **items = config_list(param), *err = NULL;
-	size_t i;
-
-	dl->n = strv_len(items);
-	dl->v = xcalloc(dl->n ? dl->n : 1, sizeof(*dl->v));
-	for (i = 0; i < dl->n; i++) {
-		struct domain_item *it = &dl->v[i];
-		const char *p = items[i];
-
-		if (*p == '!') {
-			it->negate = 1;
-			p++;
-		}
-		it->pattern = xstrdup(p);
-		if (is_table_spec(p) &&
-		    (it->table = table_open(p, &err)) == NULL)
-			msg_fatal("%s: %s", param, err);
-	}
-	strv_free(items);
-}
-
-static void
-domain_list_free(struct domain_list *dl)
-{
-	size_t i;
-
-	for (i = 0; i < dl->n; i++) {
-		free(dl->v[i].pattern);
-		if (dl->v[i].table != NULL)
-			table_close(dl->v[i].table);
-	}
-	free(dl->v);
-	dl->v = NULL;
-	dl->n = 0;
-}
-
-/*
- * 1 when domain is in the list, 0 when not, -1 with *err when a table
- * could not answer. The first item that matches decides.
- */
-static int
-domain_list_match(const struct domain_list *dl, const char *domain,
-    char **err)
-{
-	size_t i, dlen = strlen(domain), plen;
-	char *value = NULL;
-	int r;
-
-	for (i = 0; i < dl->n; i++) {
-		const struct domain_item *it = &dl->v[i];
-
-		if (it->table != NULL) {
-			r = table_lookup(it->table, domain, &value, err);
-			if (r == TABLE_ERROR)
-				return -1;
-			free(value);
-			value = NULL;
-			if (r == TABLE_FOUND)
-				return !it->negate;
-			continue;
-		}
-		plen = strlen(it->pattern);
-		if (it->pattern[0] == '.') {
-			if (dlen > plen && strcasecmp(domain + dlen - plen,
-			    it->pattern) == 0)
-				return !it->negate;
-		} else if (strcasecmp(domain, it->pattern) == 0)
-			return !it->negate;
-	}
-	return 0;
-}
 
 /* ---- our addresses, for [1.2.3.4] literals ---- */
 
@@ -267,43 +189,103 @@ is_my_literal(const char *domain)
 
 /* ---- set-up ---- */
 
-void
-qmgr_resolve_free(void)
+static void
+tables_open(const char *param, struct table ***v, size_t *n)
+{
+	char **names = config_list(param), *err = NULL;
+	size_t i;
+
+	*n = strv_len(names);
+	*v = xcalloc(*n ? *n : 1, sizeof(**v));
+	for (i = 0; i < *n; i++)
+		if (((*v)[i] = table_open(names[i], &err)) == NULL)
+			msg_fatal("%s: %s", param, err);
+	strv_free(names);
+}
+
+static void
+tables_close(struct table **v, size_t n)
 {
 	size_t i;
 
+	for (i = 0; i < n; i++)
+		table_close(v[i]);
+	free(v);
+}
+
+static struct domainlist *
+list_open(const char *param)
+{
+	struct domainlist *dl;
+	char *err = NULL;
+
+	if ((dl = domainlist_open(param, &err)) == NULL)
+		msg_fatal("%s", err);
+	return dl;
+}
+
+void
+qmgr_resolve_free(void)
+{
 	if (!rs.ready)
 		return;
 	free(rs.myorigin);
-	domain_list_free(&rs.mydestination);
-	domain_list_free(&rs.alias_domains);
-	domain_list_free(&rs.mailbox_domains);
-	for (i = 0; i < rs.nalias_maps; i++)
-		table_close(rs.alias_maps[i]);
-	free(rs.alias_maps);
+	free(rs.delimiter);
+	domainlist_free(rs.mydestination);
+	domainlist_free(rs.alias_domains);
+	domainlist_free(rs.mailbox_domains);
+	domainlist_free(rs.relay_domains);
+	tables_close(rs.alias_maps, rs.nalias_maps);
+	tables_close(rs.transport_maps, rs.ntransport_maps);
+	tables_close(rs.sender_relay_maps, rs.nsender_relay_maps);
+	free(rs.relayhost);
+	free(rs.default_transport);
+	free(rs.relay_transport);
 	strv_free(rs.my_addrs);
 	memset(&rs, 0, sizeof(rs));
+}
+
+/* A main.cf next hop or transport spec, trimmed; "" when unset. */
+static char *
+trimmed(const char *param)
+{
+	const char *v = config_str(param);
+	size_t len;
+
+	while (*v == ' ' || *v == '\t')
+		v++;
+	len = strlen(v);
+	while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	return xstrndup(v, len);
 }
 
 void
 qmgr_resolve_init(void)
 {
-	char **maps, *err = NULL;
-	size_t i;
-
 	qmgr_resolve_free();
 	rs.myorigin = xstrdup(config_str("myorigin"));
-	domain_list_init(&rs.mydestination, "mydestination");
-	domain_list_init(&rs.alias_domains, "virtual_alias_domains");
-	domain_list_init(&rs.mailbox_domains, "virtual_mailbox_domains");
-	maps = config_list("virtual_alias_maps");
-	rs.nalias_maps = strv_len(maps);
-	rs.alias_maps = xcalloc(rs.nalias_maps ? rs.nalias_maps : 1,
-	    sizeof(*rs.alias_maps));
-	for (i = 0; i < rs.nalias_maps; i++)
-		if ((rs.alias_maps[i] = table_open(maps[i], &err)) == NULL)
-			msg_fatal("virtual_alias_maps: %s", err);
-	strv_free(maps);
+	rs.delimiter = xstrdup(config_str("recipient_delimiter"));
+	rs.mydestination = list_open("mydestination");
+	rs.alias_domains = list_open("virtual_alias_domains");
+	rs.mailbox_domains = list_open("virtual_mailbox_domains");
+	rs.relay_domains = list_open("relay_domains");
+	tables_open("virtual_alias_maps", &rs.alias_maps, &rs.nalias_maps);
+	tables_open("transport_maps", &rs.transport_maps,
+	    &rs.ntransport_maps);
+	rs.transport_parents = domainlist_parent_matching("transport_maps");
+	tables_open("sender_dependent_relayhost_maps", &rs.sender_relay_maps,
+	    &rs.nsender_relay_maps);
+	rs.relayhost = trimmed("relayhost");
+	rs.default_transport = trimmed("default_transport");
+	rs.relay_transport = trimmed("relay_transport");
+	if (rs.default_transport[0] == '\0' ||
+	    rs.default_transport[0] == ':')
+		msg_fatal("default_transport: no transport name in \"%s\"",
+		    rs.default_transport);
+	if (rs.relay_transport[0] == '\0' || rs.relay_transport[0] == ':')
+		msg_fatal("relay_transport: no transport name in \"%s\"",
+		    rs.relay_transport);
 	my_addrs_init();
 	rs.recursion_limit = config_int("virtual_alias_recursion_limit");
 	rs.expansion_limit = config_int("virtual_alias_expansion_limit");
@@ -326,7 +308,7 @@ is_local_domain(const char *domain, char **err)
 {
 	if (is_my_literal(domain))
 		return 1;
-	return domain_list_match(&rs.mydestination, domain, err);
+	return domainlist_match(rs.mydestination, domain, err);
 }
 
 static void
@@ -349,59 +331,347 @@ route_add(struct qmgr_routes *out, const char *addr,
 	}
 }
 
+static void
+route_defer(struct qmgr_routes *out, const char *addr, const char *what,
+    const char *err)
+{
+	char *why = xasprintf("%s lookup error: %s", what, err);
+
+	route_add(out, addr, ROUTE_DEFER, "4.3.0", why);
+	free(why);
+}
+
 /*
- * The address class of a final address (steps 2-5 above). The next hop
- * of local mail is its domain, lowercased so that one destination
- * collects all its mail.
+ * Look key up in the tables, first hit wins: TABLE_FOUND with *value,
+ * TABLE_NOTFOUND, or TABLE_ERROR with *err.
+ */
+static int
+maps_lookup(struct table **v, size_t n, const char *key, char **value,
+    char **err)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < n; i++)
+		if ((r = table_lookup(v[i], key, value, err)) != TABLE_NOTFOUND)
+			return r;
+	return TABLE_NOTFOUND;
+}
+
+/*
+ * transport_maps for a recipient: the whole address, the address
+ * without its extension (user+ext@domain -> user@domain), the domain,
+ * each parent domain as ".parent" (and "parent" when
+ * parent_domain_matches_subdomains names transport_maps), then "*".
+ */
+static int
+transport_lookup(const char *addr, const char *domain, char **value,
+    char **err)
+{
+	const char *at = strrchr(addr, '@'), *d;
+	char *bare = NULL;
+	size_t i, ulen;
+	int r;
+
+	if ((r = maps_lookup(rs.transport_maps, rs.ntransport_maps, addr,
+	    value, err)) != TABLE_NOTFOUND)
+		return r;
+	if (at != NULL && rs.delimiter[0] != '\0') {
+		ulen = (size_t)(at - addr);
+		for (i = 0; i < ulen && strchr(rs.delimiter, addr[i]) == NULL;
+		    i++)
+			;
+		if (i > 0 && i < ulen) {
+			bare = xasprintf("%.*s%s", (int)i, addr, at);
+			r = maps_lookup(rs.transport_maps, rs.ntransport_maps,
+			    bare, value, err);
+			free(bare);
+			if (r != TABLE_NOTFOUND)
+				return r;
+		}
+	}
+	if (domain[0] == '\0')
+		return TABLE_NOTFOUND;
+	if ((r = maps_lookup(rs.transport_maps, rs.ntransport_maps, domain,
+	    value, err)) != TABLE_NOTFOUND)
+		return r;
+	for (d = strchr(domain, '.'); d != NULL && d[1] != '\0';
+	    d = strchr(d + 1, '.')) {
+		if ((r = maps_lookup(rs.transport_maps, rs.ntransport_maps, d,
+		    value, err)) != TABLE_NOTFOUND)
+			return r;
+		if (rs.transport_parents && (r = maps_lookup(rs.transport_maps,
+		    rs.ntransport_maps, d + 1, value, err)) != TABLE_NOTFOUND)
+			return r;
+	}
+	return maps_lookup(rs.transport_maps, rs.ntransport_maps, "*", value,
+	    err);
+}
+
+/*
+ * The relay host for mail from sender, from sender_dependent_relayhost_
+ * maps (the address, then "@domain"; "<>" for the null sender) or
+ * relayhost. TABLE_FOUND with *value (allocated), TABLE_NOTFOUND when
+ * neither gives one, TABLE_ERROR with *err.
+ */
+static int
+relayhost_for(const char *sender, char **value, char **err)
+{
+	const char *at;
+	char *key;
+	int r = TABLE_NOTFOUND;
+
+	if (rs.nsender_relay_maps > 0) {
+		if (sender[0] == '\0')
+			r = maps_lookup(rs.sender_relay_maps,
+			    rs.nsender_relay_maps, "<>", value, err);
+		else {
+			r = maps_lookup(rs.sender_relay_maps,
+			    rs.nsender_relay_maps, sender, value, err);
+			if (r == TABLE_NOTFOUND &&
+			    (at = strrchr(sender, '@')) != NULL) {
+				key = xstrdup(at);
+				r = maps_lookup(rs.sender_relay_maps,
+				    rs.nsender_relay_maps, key, value, err);
+				free(key);
+			}
+		}
+		if (r == TABLE_FOUND && (*value)[0] == '\0') {
+			/* An empty result says nothing: relayhost then. */
+			free(*value);
+			*value = NULL;
+			r = TABLE_NOTFOUND;
+		}
+		if (r != TABLE_NOTFOUND)
+			return r;
+	}
+	if (rs.relayhost[0] == '\0')
+		return TABLE_NOTFOUND;
+	*value = xstrdup(rs.relayhost);
+	return TABLE_FOUND;
+}
+
+/* Split "transport:nexthop" (either part may be empty). */
+static void
+spec_split(const char *spec, char **transport, char **nexthop)
+{
+	const char *colon = strchr(spec, ':');
+	const char *p;
+	size_t len;
+
+	while (*spec == ' ' || *spec == '\t')
+		spec++;
+	if (colon == NULL) {
+		*transport = xstrdup(spec);
+		*nexthop = xstrdup("");
+	} else {
+		*transport = xstrndup(spec, (size_t)(colon - spec));
+		p = colon + 1;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		*nexthop = xstrdup(p);
+	}
+	len = strlen(*transport);
+	while (len > 0 && ((*transport)[len - 1] == ' ' ||
+	    (*transport)[len - 1] == '\t'))
+		(*transport)[--len] = '\0';
+}
+
+/*
+ * error:, retry: and discard: take the next hop as their text; error:
+ * and retry: may start it with an RFC 3463 code of their class
+ * ("error:5.1.1 no such user here").
  */
 static void
-qmgr_resolve_class(const char *addr, struct qmgr_routes *out)
+route_verdict(struct qmgr_routes *out, const char *addr,
+    enum qmgr_route_status status, const char *text)
 {
-	char *domain, *err = NULL, *why;
-	char *p;
-	int r;
+	char cls = status == ROUTE_DEFER ? '4' : status == ROUTE_BOUNCE ?
+	    '5' : '2';
+	const char *p = text;
+	char dsn[16];
+	size_t n;
+
+	snprintf(dsn, sizeof(dsn), "%c.0.0", cls);
+	if (p[0] == cls && p[1] == '.') {
+		n = strspn(p + 2, "0123456789.");
+		if (n >= 3 && n + 2 < sizeof(dsn) && (p[n + 2] == ' ' ||
+		    p[n + 2] == '\0') && strchr(p + 2, '.') != NULL) {
+			memcpy(dsn, p, n + 2);
+			dsn[n + 2] = '\0';
+			p += n + 2;
+			while (*p == ' ')
+				p++;
+		}
+	}
+	if (*p == '\0')
+		p = status == ROUTE_DISCARD ? "discarded" :
+		    status == ROUTE_BOUNCE ? "mail for this address is "
+		    "refused by transport_maps" : "delivery deferred by "
+		    "transport_maps";
+	route_add(out, addr, status, dsn, p);
+}
+
+/*
+ * The address class of a final address, then transport_maps. The next
+ * hop of mail delivered by its domain is the domain, lowercased so that
+ * one destination collects all its mail.
+ */
+static void
+qmgr_resolve_class(const char *addr, const char *sender,
+    struct qmgr_routes *out)
+{
+	char *domain, *err = NULL, *value = NULL, *transport = NULL;
+	char *nexthop = NULL, *t = NULL, *h = NULL, *p;
+	int r, fallback = 0;
 
 	domain = xstrdup(addr_domain(addr));
 	for (p = domain; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
 
 	if ((r = is_local_domain(domain, &err)) != 0) {
-		if (r > 0)
-			route_add(out, addr, ROUTE_DELIVER, "local", domain);
-		else {
-			why = xasprintf("mydestination lookup error: %s", err);
-			route_add(out, addr, ROUTE_DEFER, "4.3.0", why);
-			free(why);
+		if (r < 0) {
+			route_defer(out, addr, "mydestination", err);
+			goto done;
 		}
-		goto done;
-	}
-	if ((r = domain_list_match(&rs.alias_domains, domain, &err)) != 0) {
+		transport = xstrdup("local");
+		nexthop = xstrdup(domain);
+	} else if ((r = domainlist_match(rs.alias_domains, domain,
+	    &err)) != 0) {
 		if (r > 0)
 			route_add(out, addr, ROUTE_BOUNCE, "5.1.1",
 			    "User unknown in virtual alias table");
-		else {
-			why = xasprintf("virtual_alias_domains lookup error: "
-			    "%s", err);
-			route_add(out, addr, ROUTE_DEFER, "4.3.0", why);
-			free(why);
+		else
+			route_defer(out, addr, "virtual_alias_domains", err);
+		goto done;
+	} else if ((r = domainlist_match(rs.mailbox_domains, domain,
+	    &err)) != 0) {
+		if (r < 0) {
+			route_defer(out, addr, "virtual_mailbox_domains", err);
+			goto done;
 		}
+		transport = xstrdup("local");
+		nexthop = xstrdup(domain);
+	} else {
+		if ((r = domainlist_match(rs.relay_domains, domain,
+		    &err)) < 0) {
+			route_defer(out, addr, "relay_domains", err);
+			goto done;
+		}
+		/* The next hop, most specific first: the transport
+		 * parameter's own, the sender's relay host, relayhost,
+		 * the domain (by MX). */
+		spec_split(r > 0 ? rs.relay_transport : rs.default_transport,
+		    &transport, &nexthop);
+		if (nexthop[0] == '\0') {
+			free(nexthop);
+			nexthop = NULL;
+			r = relayhost_for(sender, &nexthop, &err);
+			if (r == TABLE_ERROR) {
+				route_defer(out, addr,
+				    "sender_dependent_relayhost_maps", err);
+				goto done;
+			}
+			if (r == TABLE_NOTFOUND) {
+				nexthop = xstrdup(domain);
+				fallback = 1;
+			}
+		}
+	}
+
+	/* transport_maps override the class, entirely or in part. */
+	r = rs.ntransport_maps > 0 ? transport_lookup(addr, domain, &value,
+	    &err) : TABLE_NOTFOUND;
+	if (r == TABLE_ERROR) {
+		route_defer(out, addr, "transport_maps", err);
 		goto done;
 	}
-	if ((r = domain_list_match(&rs.mailbox_domains, domain, &err)) != 0) {
-		if (r > 0)
-			route_add(out, addr, ROUTE_DELIVER, "local", domain);
-		else {
-			why = xasprintf("virtual_mailbox_domains lookup error: "
-			    "%s", err);
-			route_add(out, addr, ROUTE_DEFER, "4.3.0", why);
-			free(why);
+	if (r == TABLE_FOUND) {
+		spec_split(value, &t, &h);
+		if (strcmp(t, "error") == 0) {
+			route_verdict(out, addr, ROUTE_BOUNCE, h);
+			goto done;
 		}
-		goto done;
+		if (strcmp(t, "retry") == 0) {
+			route_verdict(out, addr, ROUTE_DEFER, h);
+			goto done;
+		}
+		if (strcmp(t, "discard") == 0) {
+			route_verdict(out, addr, ROUTE_DISCARD, h);
+			goto done;
+		}
+		if (t[0] != '\0') {
+			free(transport);
+			transport = t;
+			t = NULL;
+		}
+		if (h[0] != '\0') {
+			free(nexthop);
+			nexthop = h;
+			h = NULL;
+			fallback = 0;
+		}
 	}
-	route_add(out, addr, ROUTE_DEFER, QMGR_RELAY_DSN, QMGR_RELAY_REASON);
+	if (strcmp(transport, "local") == 0 || strcmp(transport, "lmtp") == 0)
+		fallback = 0;
+	route_add(out, addr, ROUTE_DELIVER, transport, nexthop);
+	out->v[out->n - 1].fallback = fallback;
 done:
+	free(t);
+	free(h);
+	free(value);
+	free(transport);
+	free(nexthop);
 	free(err);
 	free(domain);
+}
+
+/* The host of a next hop: "[mx.b.test]:25" -> "mx.b.test". */
+static char *
+nexthop_host(const char *nexthop)
+{
+	const char *p = nexthop, *end;
+
+	if (strncasecmp(p, "inet:", 5) == 0)
+		p += 5;
+	if (*p == '[') {
+		p++;
+		end = strchr(p, ']');
+	} else
+		end = strchr(p, ':');
+	if (end == NULL)
+		end = p + strlen(p);
+	return xstrndup(p, (size_t)(end - p));
+}
+
+static int
+domain_at_or_below(const char *domain, const char *site)
+{
+	size_t dl = strlen(domain), sl = strlen(site);
+
+	if (sl == 0 || dl < sl)
+		return 0;
+	if (strcasecmp(domain + dl - sl, site) != 0)
+		return 0;
+	return dl == sl || domain[dl - sl - 1] == '.';
+}
+
+int
+qmgr_site_match(const char *site, const char *domain, const char *nexthop)
+{
+	char *host;
+	int r = 0;
+
+	if (site[0] == '.')
+		site++;
+	if (domain != NULL && domain_at_or_below(domain, site))
+		return 1;
+	if (nexthop != NULL) {
+		host = nexthop_host(nexthop);
+		r = domain_at_or_below(host, site);
+		free(host);
+	}
+	return r;
 }
 
 struct expansion {
@@ -497,7 +767,8 @@ limit:
 }
 
 void
-qmgr_resolve(const char *rcpt, int rewrite, struct qmgr_routes *out)
+qmgr_resolve(const char *rcpt, const char *sender, int rewrite,
+    struct qmgr_routes *out)
 {
 	struct expansion x;
 	char *addr;
@@ -513,7 +784,7 @@ qmgr_resolve(const char *rcpt, int rewrite, struct qmgr_routes *out)
 	}
 	addr = qualify(rcpt);
 	if (!rewrite || rs.nalias_maps == 0) {
-		qmgr_resolve_class(addr, out);
+		qmgr_resolve_class(addr, sender, out);
 		free(addr);
 		return;
 	}
@@ -530,7 +801,7 @@ qmgr_resolve(const char *rcpt, int rewrite, struct qmgr_routes *out)
 		out->rewritten = strv_len(x.out) != 1 ||
 		    strcmp(x.out[0], addr) != 0;
 		for (i = 0; x.out[i] != NULL; i++)
-			qmgr_resolve_class(x.out[i], out);
+			qmgr_resolve_class(x.out[i], sender, out);
 	}
 	strv_free(x.chain);
 	strv_free(x.out);

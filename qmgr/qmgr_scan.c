@@ -125,15 +125,28 @@ qmgr_scan_incoming(void)
 	strv_free(ids);
 }
 
-/* 1 when msg id (in deferred/) has a recipient to deliver at site. */
+static const char *
+addr_domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+/*
+ * 1 when msg id (in deferred/) has a recipient still to deliver for
+ * site: its domain is site or below it, or it is routed to a next hop
+ * there (a relayhost, a transport_maps entry).
+ */
 static int
 for_site(const char *id, const char *site)
 {
 	struct queue_msg *qm;
+	struct qmgr_routes routes;
 	char *path, *err = NULL;
 	const char *at;
-	size_t i;
-	int corrupt, r = 0;
+	size_t i, k;
+	int corrupt, r = 0, expanded;
 
 	path = queue_path(qmgr.queue_dir, QUEUE_DEFERRED, id);
 	if (queue_open(path, 0, &qm, &corrupt, &err) < 0) {
@@ -142,10 +155,22 @@ for_site(const char *id, const char *site)
 		return corrupt;	/* let activation move it to corrupt/ */
 	}
 	free(path);
+	expanded = queue_msg_attr(qm, QMGR_ATTR_EXPANDED_FROM) != NULL;
 	for (i = 0; i < qm->nrcpts && !r; i++) {
+		if (qm->rcpts[i].status != RCPT_TODO)
+			continue;
 		at = strrchr(qm->rcpts[i].addr, '@');
-		r = qm->rcpts[i].status == RCPT_TODO && at != NULL &&
-		    strcasecmp(at + 1, site) == 0;
+		if (at != NULL && qmgr_site_match(site, at + 1, NULL)) {
+			r = 1;
+			break;
+		}
+		qmgr_resolve(qm->rcpts[i].addr, qm->sender, !expanded,
+		    &routes);
+		for (k = 0; k < routes.n && !r; k++)
+			r = routes.v[k].status == ROUTE_DELIVER &&
+			    qmgr_site_match(site, addr_domain_of(
+			    routes.v[k].addr), routes.v[k].nexthop);
+		qmgr_routes_free(&routes);
 	}
 	queue_close(qm);
 	return r;

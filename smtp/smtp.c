@@ -14,10 +14,17 @@
  * speaks LMTP (RFC 2033) to next hops like "unix:/path" or
  * "inet:host:port"; under any other name, SMTP.
  *
+ * Security per request: the TLS policy of the next hop
+ * (smtp_policy.c) decides whether a server may be used at all, and with
+ * which checks; at level dane each server's TLSA records are looked up
+ * here. The TLS context (certificates, session cache) is made once per
+ * process and kept, so that sessions are resumed across requests.
+ * SASL credentials are looked up per server.
+ *
  * Failures are results, never exits: a queue file that cannot be read,
- * a bad next hop or a resolver that cannot start defers every recipient
- * of the request; a peer that breaks the delivery protocol ends the
- * session with qmgr.
+ * a bad next hop, a TLS policy that cannot be met or a resolver that
+ * cannot start defers every recipient of the request; a peer that
+ * breaks the delivery protocol ends the session with qmgr.
  */
 #include "autoconf.h"
 
@@ -38,12 +45,15 @@
 #include "server.h"
 #include "smtp.h"
 #include "stream.h"
+#include "strv.h"
+#include "tls.h"
 
 /* How long qmgr may take to send a request on an open connection. */
 #define SMTP_REQUEST_TIMEOUT_MS	(300 * 1000)
 
 static int lmtp_mode;
 static struct dns_ctx *dns;
+static struct tls_ctx *tls;
 
 static void
 defer_all(struct deliver_request *req, const char *dsn, const char *reason)
@@ -78,16 +88,116 @@ read_conf(struct smtp_conf *c)
 }
 
 /*
- * TLS levels that forbid plain text. Until lib/tls is in, mail under
- * them waits in the queue rather than leaving unencrypted.
+ * The process's TLS client context, made at the first delivery that
+ * wants TLS. NULL with *err when the certificates or settings are
+ * wrong; then the next request tries again (and says so again).
+ */
+static struct tls_ctx *
+tls_context(char **err)
+{
+	if (tls == NULL)
+		tls = tls_client_ctx_from_config(err);
+	return tls;
+}
+
+/* What one delivery demands of every server it uses. */
+struct delivery_policy {
+	struct smtp_tls_policy tls;
+	char		**match;	/* verify, secure: what to match */
+	int		 sasl;		/* smtp_sasl_auth_enable */
+};
+
+/*
+ * The TLS policy for the next hop, and the context it needs. 0, or -1
+ * with *fail for mail that must wait (a broken policy or, at a level
+ * that requires TLS, no way to do TLS).
  */
 static int
-tls_required(void)
+policy_for(const struct smtp_nexthop *nh, const char *id,
+    struct delivery_policy *dp, struct smtp_fail *fail)
 {
-	const char *level = config_str("smtp_tls_security_level");
+	char *err = NULL;
+	const char *param;
 
-	return *level != '\0' && strcasecmp(level, "none") != 0 &&
-	    strcasecmp(level, "may") != 0;
+	memset(dp, 0, sizeof(*dp));
+	dp->sasl = config_bool("smtp_sasl_auth_enable");
+	if (lmtp_mode) {
+		/* LMTP servers are next door; no TLS for them here. */
+		dp->tls.level = TLS_LEV_NONE;
+		return 0;
+	}
+	if (smtp_tls_policy_find(nh, &dp->tls, fail) < 0)
+		return -1;
+	if (dp->tls.level == TLS_LEV_NONE)
+		return 0;
+	if (tls_context(&err) == NULL) {
+		if (dp->tls.level == TLS_LEV_MAY) {
+			msg_warn("%s: TLS client set-up failed: %s; sending "
+			    "in plain text", id, err);
+			free(err);
+			dp->tls.level = TLS_LEV_NONE;
+			return 0;
+		}
+		msg_warn("%s: TLS client set-up failed: %s", id, err);
+		smtp_fail_set(fail, DELIVER_DEFERRED, "4.7.5", "TLS is "
+		    "required, but the TLS client could not be set up: %s",
+		    err);
+		free(err);
+		return -1;
+	}
+	if (dp->tls.level == TLS_LEV_VERIFY ||
+	    dp->tls.level == TLS_LEV_SECURE) {
+		param = dp->tls.level == TLS_LEV_VERIFY ?
+		    "smtp_tls_verify_cert_match" : "smtp_tls_secure_cert_match";
+		dp->match = strv_split(config_str(param), ", \t:");
+	}
+	return 0;
+}
+
+static void
+policy_free(struct delivery_policy *dp)
+{
+	smtp_tls_policy_free(&dp->tls);
+	strv_free(dp->match);
+}
+
+/*
+ * Level dane for one server: its TLSA records decide what it gets. 0
+ * with sec->level (and the records) set, or -1 with *fail when its
+ * TLSA lookup failed and it is not to be used now.
+ */
+static int
+dane_for(const struct smtp_server *srv, const char *id,
+    struct smtp_security *sec, struct tls_tlsa **tlsa,
+    struct smtp_fail *fail)
+{
+	struct dns_result res;
+	char *name, *why = NULL;
+	int level;
+
+	memset(&res, 0, sizeof(res));
+	if (srv->dnssec && dns != NULL) {
+		name = xasprintf("_%u._tcp.%s", srv->port, srv->name);
+		(void)dns_lookup(dns, name, DNS_T_TLSA,
+		    (int)config_time("dns_lookup_timeout") * 1000, &res);
+		free(name);
+	}
+	level = smtp_dane_decide(srv->dnssec, srv->dnssec && dns != NULL ?
+	    &res : NULL, tlsa, &sec->ntlsa, &why);
+	dns_result_free(&res);
+	if (level < 0) {
+		msg_warn("%s: %s", id, why);
+		smtp_fail_set(fail, DELIVER_DEFERRED, "4.7.5", "%s", why);
+		free(why);
+		return -1;
+	}
+	sec->level = (enum tls_level)level;
+	sec->tlsa = *tlsa;
+	if (server_verbose())
+		msg_info("%s: %s: DANE gives TLS level %s with %zu TLSA "
+		    "records", id, srv->name, tls_level_name(sec->level),
+		    sec->ntlsa);
+	return 0;
 }
 
 /* The next hop: qmgr's, or else the first recipient's domain. */
@@ -105,6 +215,80 @@ nexthop_text(const struct deliver_request *req)
 	return domain;
 }
 
+/*
+ * One server: its security settings, a connection, a session, and the
+ * plain-text retry when opportunistic TLS failed. SMTP_SESS_DONE when
+ * every recipient has a result; *sessions counts servers that talked.
+ * -1 in *stop when the delivery must end here (a password table that
+ * cannot answer).
+ */
+static enum smtp_sess_result
+try_server(struct deliver_request *req, const struct smtp_conf *conf,
+    const struct smtp_msg *msg, struct smtp_rcpt *rcpts, size_t n,
+    const struct smtp_nexthop *nh, const struct delivery_policy *dp,
+    const struct smtp_server *srv, size_t *sessions, int *stop,
+    struct smtp_fail *fail)
+{
+	struct smtp_security sec;
+	struct tls_tlsa *tlsa = NULL;
+	enum smtp_sess_result res = SMTP_SESS_NEXT;
+	char *user = NULL, *pass = NULL, *why = NULL, **names = NULL;
+	int fd, plain = 0;
+
+	memset(&sec, 0, sizeof(sec));
+	sec.tls = dp->tls.level != TLS_LEV_NONE ? tls : NULL;
+	sec.level = dp->tls.level;
+	if (sec.level == TLS_LEV_VERIFY || sec.level == TLS_LEV_SECURE) {
+		/* "hostname" is this server's name. */
+		names = smtp_tls_match_names(dp->tls.match != NULL ?
+		    dp->tls.match : dp->match, srv->name, nh->host);
+		sec.match = (const char *const *)names;
+	}
+	sec.starttls_ms = ms("smtp_starttls_timeout");
+	if (sec.level == TLS_LEV_DANE &&
+	    dane_for(srv, msg->id, &sec, &tlsa, fail) < 0)
+		goto out;
+	if (dp->sasl && smtp_sasl_passwd_find(nh, srv->name, &user, &pass,
+	    fail) < 0) {
+		*stop = 1;
+		goto out;
+	}
+	sec.sasl_user = user;
+	sec.sasl_pass = pass;
+	for (;;) {
+		if ((fd = smtp_connect(srv, conf->connect_ms, &why)) < 0) {
+			if (server_verbose())
+				msg_info("%s: %s", msg->id, why);
+			smtp_fail_set(fail, DELIVER_DEFERRED, "4.4.1", "%s",
+			    why);
+			free(why);
+			break;
+		}
+		if (!plain)
+			(*sessions)++;
+		free(req->relay);
+		req->relay = smtp_server_text(srv, 1);
+		res = smtp_session(conf, msg, rcpts, n, srv, &sec, fd, fail);
+		if (res != SMTP_SESS_PLAIN || plain)
+			break;
+		/* Opportunistic TLS failed: the same server again, in
+		 * plain text, as Postfix does. */
+		plain = 1;
+		sec.tls = NULL;
+		sec.level = TLS_LEV_NONE;
+	}
+	if (res != SMTP_SESS_DONE && server_verbose() && fail->reason != NULL)
+		msg_info("%s: %s", msg->id, fail->reason);
+out:
+	if (pass != NULL)
+		explicit_bzero(pass, strlen(pass));
+	free(user);
+	free(pass);
+	smtp_tlsa_free(tlsa, sec.ntlsa);
+	strv_free(names);
+	return res == SMTP_SESS_DONE ? SMTP_SESS_DONE : SMTP_SESS_NEXT;
+}
+
 /* Try each server until every recipient has a result. */
 static void
 deliver_to_servers(struct deliver_request *req, const struct smtp_msg *msg,
@@ -113,12 +297,16 @@ deliver_to_servers(struct deliver_request *req, const struct smtp_msg *msg,
 	struct smtp_server *servers = NULL;
 	struct smtp_fail fail;
 	struct smtp_conf conf;
+	struct delivery_policy dp;
 	size_t nservers = 0, sessions = 0, session_limit;
-	char *why = NULL, *err = NULL;
-	int fd;
+	char *err = NULL;
+	int stop = 0;
 
 	memset(&fail, 0, sizeof(fail));
+	memset(&dp, 0, sizeof(dp));
 	read_conf(&conf);
+	if (policy_for(nh, msg->id, &dp, &fail) < 0)
+		goto finish;
 	session_limit = (size_t)config_int("smtp_mx_session_limit");
 	if (dns == NULL && nh->kind != NEXTHOP_UNIX && !nh->literal &&
 	    (dns = dns_ctx_from_config(&err)) == NULL) {
@@ -130,25 +318,10 @@ deliver_to_servers(struct deliver_request *req, const struct smtp_msg *msg,
 	}
 	if (smtp_find_servers(dns, nh, &servers, &nservers, &fail) < 0)
 		goto finish;
-	for (size_t i = 0; i < nservers; i++) {
-		const struct smtp_server *srv = &servers[i];
-
-		if ((fd = smtp_connect(srv, conf.connect_ms, &why)) < 0) {
-			if (server_verbose())
-				msg_info("%s: %s", msg->id, why);
-			smtp_fail_set(&fail, DELIVER_DEFERRED, "4.4.1", "%s",
-			    why);
-			free(why);
-			continue;
-		}
-		sessions++;
-		free(req->relay);
-		req->relay = smtp_server_text(srv, 1);
-		if (smtp_session(&conf, msg, rcpts, n, srv, fd, &fail) ==
-		    SMTP_SESS_DONE)
+	for (size_t i = 0; i < nservers && !stop; i++) {
+		if (try_server(req, &conf, msg, rcpts, n, nh, &dp,
+		    &servers[i], &sessions, &stop, &fail) == SMTP_SESS_DONE)
 			break;
-		if (server_verbose())
-			msg_info("%s: %s", msg->id, fail.reason);
 		if (session_limit > 0 && sessions >= session_limit)
 			break;
 	}
@@ -166,6 +339,7 @@ finish:
 	}
 	smtp_servers_free(servers, nservers);
 	smtp_fail_free(&fail);
+	policy_free(&dp);
 }
 
 /* Deliver every recipient of one request, filling in the results. */
@@ -194,12 +368,6 @@ smtp_deliver_request(struct deliver_request *req)
 	}
 	if (!queue_id_valid(req->queue_id)) {
 		defer_all(req, "4.3.0", "bad queue ID in request");
-		return;
-	}
-	if (tls_required()) {
-		defer_all(req, "4.7.4", "TLS is required by "
-		    "smtp_tls_security_level, but this smtp client has no TLS "
-		    "support yet");
 		return;
 	}
 	hop = nexthop_text(req);
@@ -266,46 +434,8 @@ smtp_deliver_request(struct deliver_request *req)
 static void
 smtp_serve(int in_fd, int out_fd)
 {
-	struct stream *in, *out;
-	struct deliver_request req;
-	int fd, r;
-
-	/* The skeleton owns the descriptors; the streams get copies. */
-	if ((fd = dup(in_fd)) < 0) {
-		msg_warn("dup: %s", strerror(errno));
-		return;
-	}
-	in = stream_new(fd, SMTP_REQUEST_TIMEOUT_MS);
-	out = in;
-	if (out_fd != in_fd) {
-		if ((fd = dup(out_fd)) < 0) {
-			msg_warn("dup: %s", strerror(errno));
-			stream_free(in);
-			return;
-		}
-		out = stream_new(fd, SMTP_REQUEST_TIMEOUT_MS);
-	}
-	for (;;) {
-		memset(&req, 0, sizeof(req));
-		if ((r = deliver_request_recv(in, &req)) != 0) {
-			if (r != STREAM_EOF)
-				msg_warn("reading delivery request: %s",
-				    stream_strerror(r));
-			deliver_request_free(&req);
-			break;
-		}
-		smtp_deliver_request(&req);
-		r = deliver_reply_send(out, &req);
-		deliver_request_free(&req);
-		if (r != 0) {
-			msg_warn("sending delivery results: %s",
-			    stream_strerror(r));
-			break;
-		}
-	}
-	if (out != in)
-		stream_free(out);
-	stream_free(in);
+	deliver_agent_serve(in_fd, out_fd, SMTP_REQUEST_TIMEOUT_MS,
+	    smtp_deliver_request);
 }
 
 int

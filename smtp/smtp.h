@@ -10,6 +10,8 @@
  *	smtp_proto.c	one SMTP/LMTP session: greeting to QUIT
  *	smtp_reply.c	reading and parsing server replies (pure parts)
  *	smtp_data.c	message content to DATA form: CRLF, dot-stuffing
+ *	smtp_policy.c	TLS policy (level, names to match, DANE) and SASL
+ *			passwords for a next hop, from main.cf and tables
  *
  * Failures are never fatal: every way a delivery can go wrong ends in
  * a per-recipient result (sent, deferred, bounced) with an RFC 3463
@@ -22,8 +24,10 @@
 
 #include "buf.h"
 #include "deliver.h"
+#include "tls.h"
 
 struct dns_ctx;
+struct dns_result;
 struct queue_msg;
 struct stream;
 
@@ -63,6 +67,9 @@ struct smtp_server {
 	int		 family;	/* AF_INET, AF_INET6, AF_UNIX */
 	unsigned char	 bin[16];
 	unsigned	 port;
+	/* The MX answer (when there was one) and the address answer were
+	 * DNSSEC-validated: the name can be trusted for DANE. */
+	int		 dnssec;
 };
 
 /* A result for every recipient still open. */
@@ -188,21 +195,103 @@ struct smtp_conf {
 enum smtp_sess_result {
 	SMTP_SESS_DONE,		/* every open recipient has a result */
 	SMTP_SESS_NEXT,		/* try the next server for those without */
+	SMTP_SESS_PLAIN,	/* TLS failed at "may": this server again,
+				 * in plain text */
+};
+
+/* What one session must do about TLS and AUTH (smtp.c fills it). */
+struct smtp_security {
+	struct tls_ctx	*tls;		/* NULL: never STARTTLS */
+	enum tls_level	 level;		/* for this server: none .. secure */
+	const char *const *match;	/* verify, secure: names to check */
+	const struct tls_tlsa *tlsa;	/* dane */
+	size_t		 ntlsa;
+	int		 starttls_ms;
+	const char	*sasl_user;	/* NULL: no AUTH */
+	const char	*sasl_pass;
 };
 
 /*
  * Run one session on a connected fd (taken over and closed) with the
  * recipients whose result is not final yet. Recipients it decides get
  * final = 1; on SMTP_SESS_NEXT *why (allocated) says why the server
- * could not be used, for when no server is left.
+ * could not be used, for when no server is left. SMTP_SESS_PLAIN says
+ * the same and asks for this server again without TLS.
  */
 enum smtp_sess_result smtp_session(const struct smtp_conf *,
 	    const struct smtp_msg *, struct smtp_rcpt *, size_t nrcpts,
-	    const struct smtp_server *, int fd, struct smtp_fail *why);
+	    const struct smtp_server *, const struct smtp_security *, int fd,
+	    struct smtp_fail *why);
 
 /* Set a recipient's final result. */
 void	smtp_rcpt_set(struct smtp_rcpt *, enum deliver_status,
 	    const char *dsn, const char *fmt, ...)
 	    __attribute__((format(printf, 4, 5)));
+
+/* ---- TLS policy and SASL passwords (smtp_policy.c) ---- */
+
+struct smtp_tls_policy {
+	enum tls_level	 level;
+	/* verify, secure: "hostname", "nexthop", "dot-nexthop" or names
+	 * (".example.com": any subdomain); NULL: the level's default from
+	 * smtp_tls_verify_cert_match or smtp_tls_secure_cert_match. */
+	char		**match;
+};
+
+/*
+ * Parse a policy: "level" then attributes, as in Postfix's
+ * smtp_tls_policy_maps values ("verify match=hostname:nexthop",
+ * "secure match=.example.com:example.com", "encrypt"). Attributes
+ * other than match= that Postfix knows are accepted and ignored.
+ * 0, or -1 with *err for an unknown level or attribute.
+ */
+int	smtp_tls_policy_parse(const char *, struct smtp_tls_policy *,
+	    char **err);
+void	smtp_tls_policy_free(struct smtp_tls_policy *);
+
+/*
+ * The names a server certificate must carry: each item of match with
+ * "hostname" the server's (MX) name, "nexthop" the next hop's host and
+ * "dot-nexthop" "." and that host, duplicates dropped. A strv.
+ */
+char	**smtp_tls_match_names(char *const *match, const char *hostname,
+	    const char *nexthop);
+
+/* The lookup keys of a next hop, most specific first: "[host]:port",
+ * "[host]", "host" (or "domain:port", "domain"). A strv. */
+char	**smtp_nexthop_keys(const struct smtp_nexthop *);
+
+/*
+ * The policy for a next hop: smtp_tls_policy_maps' entry for the first
+ * of its keys found, else smtp_tls_security_level. 0, or -1 with *fail
+ * set (a table that cannot answer, a malformed entry: defer).
+ */
+int	smtp_tls_policy_find(const struct smtp_nexthop *,
+	    struct smtp_tls_policy *, struct smtp_fail *);
+
+/*
+ * The username and password for a server from smtp_sasl_password_maps
+ * ("user:password"), looked up by the next hop's keys, then the
+ * server's host name. 1 with *user and *pass allocated, 0 when there is
+ * none, -1 with *fail set.
+ */
+int	smtp_sasl_passwd_find(const struct smtp_nexthop *, const char *host,
+	    char **user, char **pass, struct smtp_fail *);
+
+/*
+ * DANE (RFC 7672) for one server at level dane, from whether its names
+ * were DNSSEC-validated and its TLSA lookup (NULL when none was made):
+ *	TLS_LEV_DANE	usable secure TLSA records, copied into *tlsa
+ *	TLS_LEV_ENCRYPT	secure TLSA records, none usable: TLS without
+ *			authentication, but TLS
+ *	TLS_LEV_MAY	nothing secure to go by: opportunistic TLS
+ * -1 when the TLSA lookup failed (or was bogus): *why says so and the
+ * server is not to be used now. Records usable here: DANE-TA(2) and
+ * DANE-EE(3), selector 0 or 1, matching type 0, 1 or 2 (PKIX-TA and
+ * PKIX-EE do not apply to SMTP, RFC 7672 section 3.1.3).
+ */
+int	smtp_dane_decide(int dnssec, const struct dns_result *tlsa,
+	    struct tls_tlsa **out, size_t *nout, char **why);
+void	smtp_tlsa_free(struct tls_tlsa *, size_t);
 
 #endif

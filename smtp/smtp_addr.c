@@ -14,6 +14,10 @@
  * (SERVFAIL, timeout, bogus DNSSEC) defers, because it may heal and a
  * bounce cannot be taken back. Reasons follow Postfix's wording, which
  * operators already grep for.
+ *
+ * Each server also records whether DNSSEC vouched for the whole chain
+ * that led to it (the MX answer and the address answer), which is what
+ * level dane needs before it believes TLSA records for the name.
  */
 #include "autoconf.h"
 
@@ -84,7 +88,7 @@ struct server_list {
 
 static void
 add_server(struct server_list *l, const char *name, int family,
-    const unsigned char *bin, unsigned port)
+    const unsigned char *bin, unsigned port, int dnssec)
 {
 	char text[INET6_ADDRSTRLEN];
 	struct smtp_server *s;
@@ -101,6 +105,7 @@ add_server(struct server_list *l, const char *name, int family,
 	s->family = family;
 	memcpy(s->bin, bin, family == AF_INET ? 4 : 16);
 	s->port = port;
+	s->dnssec = dnssec;
 }
 
 /* Which address families inet_protocols allows: bit 1 IPv4, 2 IPv6. */
@@ -139,11 +144,12 @@ fail_rank(enum dns_status st)
 /*
  * Add host's addresses. Returns DNS_FOUND when it added any, else its
  * most telling failure. *last keeps the most telling failed answer seen
- * so far (across calls), whose reason the caller reports.
+ * so far (across calls), whose reason the caller reports. secure: the
+ * answer that named host was DNSSEC-validated.
  */
 static enum dns_status
 add_host(struct dns_ctx *dns, struct server_list *l, const char *host,
-    unsigned port, struct dns_result *last)
+    unsigned port, int secure, struct dns_result *last)
 {
 	static const int types[] = { DNS_T_AAAA, DNS_T_A };
 	enum dns_status best = DNS_NXDOMAIN;
@@ -159,7 +165,8 @@ add_host(struct dns_ctx *dns, struct server_list *l, const char *host,
 		if (res.status == DNS_FOUND) {
 			for (size_t i = 0; i < res.nrr; i++)
 				add_server(l, host, res.rr[i].family,
-				    res.rr[i].addr, port);
+				    res.rr[i].addr, port, secure &&
+				    res.security == DNS_SECURE);
 			found = 1;
 		} else {
 			if (fail_rank(res.status) > fail_rank(best))
@@ -208,7 +215,7 @@ literal_server(const struct smtp_nexthop *nh, struct server_list *l,
 		    family == AF_INET ? "IPv4" : "IPv6");
 		return -1;
 	}
-	add_server(l, nh->host, family, bin, nh->port);
+	add_server(l, nh->host, family, bin, nh->port, 0);
 	return 0;
 }
 
@@ -221,7 +228,7 @@ host_servers(struct dns_ctx *dns, const char *host, unsigned port,
 	enum dns_status st;
 
 	memset(&last, 0, sizeof(last));
-	st = add_host(dns, l, host, port, &last);
+	st = add_host(dns, l, host, port, 1, &last);
 	switch (st) {
 	case DNS_FOUND:
 		break;
@@ -275,7 +282,8 @@ mx_servers(struct dns_ctx *dns, const struct smtp_nexthop *nh,
 	for (size_t i = 0; i < mx.nrr; i++) {
 		if (l->max > 0 && l->n >= l->max)
 			break;
-		st = add_host(dns, l, mx.rr[i].text, nh->port, &last);
+		st = add_host(dns, l, mx.rr[i].text, nh->port,
+		    mx.security == DNS_SECURE, &last);
 		if (st == DNS_FOUND)
 			rc = 0;
 		else if (st == DNS_TEMPFAIL)

@@ -19,8 +19,22 @@
  * and all RCPTs in one write), SIZE (and no attempt at all when the
  * message is over the server's limit), 8BITMIME, DSN (NOTIFY, ORCPT,
  * RET, ENVID from the queue file), SMTPUTF8 (required when an envelope
- * address is not ASCII). STARTTLS is recognised; using it waits for
- * lib/tls (see smtp_starttls()).
+ * address is not ASCII).
+ *
+ * STARTTLS (RFC 3207) as the caller's struct smtp_security says: at
+ * "may" when the server offers it, at "encrypt" and above always, a
+ * server that does not offer it, refuses it or fails the handshake
+ * being passed over (4.7.4, 4.7.5) rather than sent mail in clear. A
+ * handshake that fails at "may" asks the caller for the same server
+ * again in plain text (SMTP_SESS_PLAIN): the connection cannot go on
+ * after a broken handshake. After TLS, EHLO again (RFC 3207 4.2: what
+ * the server offered before means nothing now).
+ *
+ * AUTH (RFC 4954) through lib/sasl when the caller has credentials and
+ * the server offers AUTH, after STARTTLS. Which mechanisms may carry
+ * the password in clear is smtp_sasl_security_options' business (none
+ * by default, outside TLS); a server that refuses the credentials is
+ * passed over with its reply as the reason, as Postfix does.
  */
 #include "autoconf.h"
 
@@ -29,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -37,8 +52,11 @@
 #include "log.h"
 #include "num.h"
 #include "queue.h"
+#include "sasl.h"
+#include "server.h"
 #include "smtp.h"
 #include "stream.h"
+#include "tls.h"
 
 #define F_ESMTP		0x01
 #define F_PIPELINING	0x02
@@ -47,6 +65,10 @@
 #define F_DSN		0x10
 #define F_SMTPUTF8	0x20
 #define F_STARTTLS	0x40
+#define F_AUTH		0x80
+
+/* The most 334 rounds one AUTH exchange may take. */
+#define AUTH_MAX_ROUNDS	16
 
 /* Message content is read and sent in chunks of this size. */
 #define DATA_CHUNK	65536
@@ -57,11 +79,13 @@ struct session {
 	struct smtp_rcpt *rcpts;
 	size_t		 nrcpts;
 	const struct smtp_server *srv;
+	const struct smtp_security *sec;
 	char		*host;		/* "mx.b.test[127.0.0.2]" */
 	struct stream	*s;
 	struct smtp_reply r;
 	int		 features;
 	size_t		 size_limit;	/* SIZE n; 0: none given */
+	char		*auth_mechs;	/* AUTH's words, space separated */
 	int		 broken;	/* no QUIT: the conversation is off */
 	int		 utf8;		/* declare SMTPUTF8 */
 	struct smtp_fail *why;
@@ -215,6 +239,19 @@ parse_ehlo(struct session *ss)
 			ss->features |= F_SMTPUTF8;
 		else if (KW("STARTTLS"))
 			ss->features |= F_STARTTLS;
+		else if (KW("AUTH") || (klen > 5 &&
+		    strncasecmp(l, "AUTH=", 5) == 0)) {
+			/* "AUTH=PLAIN LOGIN" is what old servers said. */
+			const char *v = l[4] == '=' ? l + 5 : l + klen;
+			char *all;
+
+			ss->features |= F_AUTH;
+			all = xasprintf("%s%s%s", ss->auth_mechs != NULL ?
+			    ss->auth_mechs : "", ss->auth_mechs != NULL ?
+			    " " : "", v);
+			free(ss->auth_mechs);
+			ss->auth_mechs = all;
+		}
 		else if (KW("SIZE")) {
 			unsigned long n;
 			const char *v = l + klen;
@@ -230,19 +267,204 @@ parse_ehlo(struct session *ss)
 	}
 }
 
+/* Forget what EHLO said: it is said again inside TLS. */
+static void
+forget_ehlo(struct session *ss)
+{
+	ss->features = 0;
+	ss->size_limit = 0;
+	free(ss->auth_mechs);
+	ss->auth_mechs = NULL;
+}
+
+static enum smtp_sess_result
+ehlo(struct session *ss, const char *stage)
+{
+	const char *verb = ss->conf->lmtp ? "LHLO" : "EHLO";
+	char soft[16];
+	int r;
+
+	if ((r = command(ss, ss->conf->helo_ms, "%s %s", verb,
+	    ss->conf->helo_name)) != 0 || (r = reply(ss,
+	    ss->conf->helo_ms)) != 0)
+		return lost(ss, r, stage);
+	if (smtp_reply_class(&ss->r) != 2) {
+		soft_dsn(&ss->r, soft, sizeof(soft));
+		return next_host(ss, soft, "host %s said: %s (in reply to %s "
+		    "command)", ss->host, buf_cstr(&ss->r.text), verb);
+	}
+	ss->features |= F_ESMTP;
+	parse_ehlo(ss);
+	return SMTP_SESS_DONE;
+}
+
 /*
- * Opportunistic TLS goes here: when the server offers STARTTLS and
- * smtp_tls_security_level is "may" (or stronger), send STARTTLS, run
- * the handshake through lib/tls, and say EHLO again, falling back to
- * plain text at "may" when the handshake fails. Until lib/tls exists the
- * session stays in plain text; smtp.c refuses to send at all under the
- * levels that require TLS.
+ * STARTTLS when the level asks for it. DONE means go on (in TLS, or in
+ * plain text where the level allows it).
  */
-static int
+static enum smtp_sess_result
 smtp_starttls(struct session *ss)
 {
-	(void)ss;
-	return 0;
+	const struct smtp_security *sec = ss->sec;
+	int required = sec->level >= TLS_LEV_ENCRYPT;
+	struct tls_peer peer;
+	char soft[16], *err = NULL, *peer_text;
+	int r;
+
+	if (sec->level == TLS_LEV_NONE || sec->tls == NULL)
+		return SMTP_SESS_DONE;
+	if (!(ss->features & F_STARTTLS)) {
+		if (!required)
+			return SMTP_SESS_DONE;
+		return next_host(ss, "4.7.4", "TLS is required, but was not "
+		    "offered by host %s", ss->host);
+	}
+	if ((r = command(ss, ss->conf->helo_ms, "STARTTLS")) != 0 ||
+	    (r = reply(ss, ss->conf->helo_ms)) != 0)
+		return lost(ss, r, "sending STARTTLS");
+	if (ss->r.code != 220) {
+		if (!required) {
+			/* Still a plain session that may go on. */
+			msg_info("%s: host %s refused STARTTLS: %s; going on "
+			    "in plain text", ss->msg->id, ss->host,
+			    buf_cstr(&ss->r.text));
+			return SMTP_SESS_DONE;
+		}
+		soft_dsn(&ss->r, soft, sizeof(soft));
+		return next_host(ss, soft, "TLS is required, but host %s "
+		    "refused to start TLS: %s", ss->host,
+		    buf_cstr(&ss->r.text));
+	}
+	memset(&peer, 0, sizeof(peer));
+	peer.level = sec->level;
+	peer.servername = ss->srv->family == AF_UNIX ? NULL : ss->srv->name;
+	peer.match = sec->match;
+	peer_text = smtp_server_text(ss->srv, 1);
+	peer.cache_key = peer_text;
+	peer.tlsa = sec->tlsa;
+	peer.ntlsa = sec->ntlsa;
+	if (tls_stream_start_client(ss->s, sec->tls, &peer, sec->starttls_ms,
+	    &err) < 0) {
+		/* The stream is fit only for freeing now. */
+		ss->broken = 1;
+		free(peer_text);
+		if (!required) {
+			msg_warn("%s: TLS with %s failed: %s; trying again in "
+			    "plain text", ss->msg->id, ss->host, err);
+			smtp_fail_set(ss->why, DELIVER_DEFERRED, "4.7.5", "TLS "
+			    "with host %s failed: %s", ss->host, err);
+			free(err);
+			for (size_t i = 0; i < ss->nrcpts; i++)
+				ss->rcpts[i].accepted = 0;
+			return SMTP_SESS_PLAIN;
+		}
+		msg_warn("%s: TLS with %s failed: %s", ss->msg->id, ss->host,
+		    err);
+		(void)next_host(ss, "4.7.5", "TLS is required, but failed "
+		    "with host %s: %s", ss->host, err);
+		free(err);
+		return SMTP_SESS_NEXT;
+	}
+	tls_conn_log(tls_stream_conn(ss->s), "to", peer_text);
+	free(peer_text);
+	forget_ehlo(ss);
+	return ehlo(ss, "performing the EHLO handshake inside TLS");
+}
+
+/* AUTH failed on our side: the server is not to be used with these
+ * credentials and settings. */
+static enum smtp_sess_result
+auth_cannot(struct session *ss, const char *err)
+{
+	msg_warn("%s: SASL authentication failed; cannot authenticate to "
+	    "server %s: %s", ss->msg->id, ss->host, err);
+	return next_host(ss, "4.7.0", "SASL authentication failed; cannot "
+	    "authenticate to server %s: %s", ss->host, err);
+}
+
+/*
+ * AUTH with the caller's credentials when the server offers it. DONE:
+ * authenticated, or nothing to do.
+ */
+static enum smtp_sess_result
+smtp_auth(struct session *ss)
+{
+	const struct smtp_security *sec = ss->sec;
+	struct tls_conn *tc;
+	struct sasl_cli *c;
+	const char *mech;
+	char *initial = NULL, *resp = NULL, *err = NULL, soft[16];
+	enum smtp_sess_result res;
+	int r, rounds = 0;
+
+	if (sec->sasl_user == NULL || !(ss->features & F_AUTH))
+		return SMTP_SESS_DONE;
+	tc = tls_stream_conn(ss->s);
+	c = sasl_cli_new_from_config(ss->srv->name, sec->sasl_user,
+	    sec->sasl_pass, tc != NULL ? tls_conn_bits(tc, NULL) : 0, &err);
+	if (c == NULL) {
+		res = auth_cannot(ss, err);
+		free(err);
+		return res;
+	}
+	if (sasl_cli_start(c, ss->auth_mechs != NULL ? ss->auth_mechs : "",
+	    &mech, &initial, &err) < 0) {
+		sasl_cli_free(c);
+		res = auth_cannot(ss, err);
+		free(err);
+		return res;
+	}
+	if (initial != NULL)
+		r = command(ss, ss->conf->helo_ms, "AUTH %s %s", mech, initial);
+	else
+		r = command(ss, ss->conf->helo_ms, "AUTH %s", mech);
+	if (initial != NULL) {
+		explicit_bzero(initial, strlen(initial));
+		free(initial);
+	}
+	if (r != 0 || (r = reply(ss, ss->conf->helo_ms)) != 0) {
+		sasl_cli_free(c);
+		return lost(ss, r, "sending AUTH");
+	}
+	while (ss->r.code == 334) {
+		const char *challenge = ss->r.nlines > 0 ? ss->r.lines[0] : "";
+
+		if (++rounds > AUTH_MAX_ROUNDS ||
+		    sasl_cli_step(c, challenge, &resp, &err) < 0) {
+			if (err == NULL)
+				err = xstrdup("too many SASL rounds");
+			/* Cancel (RFC 4954 4): the server answers 501. */
+			if ((r = command(ss, ss->conf->helo_ms, "*")) != 0 ||
+			    (r = reply(ss, ss->conf->helo_ms)) != 0) {
+				free(err);
+				sasl_cli_free(c);
+				return lost(ss, r, "sending AUTH");
+			}
+			sasl_cli_free(c);
+			res = auth_cannot(ss, err);
+			free(err);
+			return res;
+		}
+		r = command(ss, ss->conf->helo_ms, "%s", resp);
+		explicit_bzero(resp, strlen(resp));
+		free(resp);
+		resp = NULL;
+		if (r != 0 || (r = reply(ss, ss->conf->helo_ms)) != 0) {
+			sasl_cli_free(c);
+			return lost(ss, r, "sending AUTH");
+		}
+	}
+	if (smtp_reply_class(&ss->r) == 2) {
+		if (server_verbose())
+			msg_info("%s: authenticated to %s as %s with %s",
+			    ss->msg->id, ss->host, sec->sasl_user, mech);
+		sasl_cli_free(c);	/* mech is Cyrus's, freed with c */
+		return SMTP_SESS_DONE;
+	}
+	sasl_cli_free(c);
+	soft_dsn(&ss->r, soft, sizeof(soft));
+	return next_host(ss, soft, "SASL authentication failed; server %s "
+	    "said: %s", ss->host, buf_cstr(&ss->r.text));
 }
 
 static enum smtp_sess_result
@@ -265,10 +487,13 @@ handshake(struct session *ss)
 	    ss->conf->helo_ms)) != 0)
 		return lost(ss, r, cmd);
 	if (smtp_reply_class(&ss->r) == 2) {
+		enum smtp_sess_result res;
+
 		ss->features |= F_ESMTP;
 		parse_ehlo(ss);
-		return smtp_starttls(ss) == 0 ? SMTP_SESS_DONE :
-		    next_host(ss, "4.7.5", "TLS with %s failed", ss->host);
+		if ((res = smtp_starttls(ss)) != SMTP_SESS_DONE)
+			return res;
+		return smtp_auth(ss);
 	}
 	/* LMTP has no fall-back; a server closing with 421 wants none. */
 	if (ss->conf->lmtp || ss->r.code == 421) {
@@ -285,7 +510,8 @@ handshake(struct session *ss)
 		return next_host(ss, soft, "host %s said: %s (in reply to "
 		    "HELO command)", ss->host, buf_cstr(&ss->r.text));
 	}
-	return SMTP_SESS_DONE;
+	/* HELO offers no STARTTLS. */
+	return smtp_starttls(ss);
 }
 
 static const char *
@@ -594,7 +820,7 @@ transaction(struct session *ss)
 enum smtp_sess_result
 smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
     struct smtp_rcpt *rcpts, size_t nrcpts, const struct smtp_server *srv,
-    int fd, struct smtp_fail *why)
+    const struct smtp_security *sec, int fd, struct smtp_fail *why)
 {
 	struct session ss;
 	enum smtp_sess_result res;
@@ -605,6 +831,7 @@ smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
 	ss.rcpts = rcpts;
 	ss.nrcpts = nrcpts;
 	ss.srv = srv;
+	ss.sec = sec;
 	ss.why = why;
 	ss.host = smtp_server_text(srv, 0);
 	ss.s = stream_new(fd, conf->helo_ms);
@@ -621,8 +848,10 @@ smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
 		if (command(&ss, conf->quit_ms, "QUIT") == 0)
 			(void)reply(&ss, conf->quit_ms);
 	}
+	tls_stream_stop(ss.s);
 	smtp_reply_free(&ss.r);
 	stream_free(ss.s);
+	free(ss.auth_mechs);
 	free(ss.host);
 	return res;
 }

@@ -1,6 +1,7 @@
 /*
  * smtpd - the SMTP server: RFC 5321 with ESMTP PIPELINING, SIZE,
- * 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, DSN and CHUNKING.
+ * 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8, DSN, CHUNKING, STARTTLS
+ * (smtpd_tls.c) and AUTH (smtpd_sasl.c).
  *
  * master starts it under single_server_main(); serve() runs one session
  * on the connection: greeting, commands, replies, then the
@@ -40,6 +41,7 @@
 #include "server.h"
 #include "stream.h"
 #include "strv.h"
+#include "tls.h"
 #include "smtpd.h"
 
 struct smtpd_conf smtpd_conf;
@@ -56,6 +58,8 @@ struct smtpd_conf smtpd_conf;
 #define CMD_NO_SYNC	0x2	/* input may follow at once (BDAT data) */
 #define CMD_JUNK	0x4	/* moves no mail: counted against the
 				 * smtpd_junk_command_limit */
+#define CMD_TLS		0x8	/* refused before STARTTLS at level
+				 * encrypt */
 
 struct smtpd_cmd {
 	const char *name;
@@ -65,8 +69,8 @@ struct smtpd_cmd {
 };
 
 static const char *const cmd_log_names[CMD_COUNT] = {
-	"helo", "ehlo", "mail", "rcpt", "data", "bdat", "rset", "noop",
-	"vrfy", "help", "quit", "unknown",
+	"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "bdat",
+	"rset", "noop", "vrfy", "help", "quit", "unknown",
 };
 
 /* Code of the last reply, so the loop knows whether a command worked. */
@@ -77,6 +81,7 @@ static int last_reply_code;
 static void
 smtpd_conf_load(void)
 {
+	enum tls_level level;
 	const char *v;
 	size_t limit;
 
@@ -108,6 +113,26 @@ smtpd_conf_load(void)
 	smtpd_conf.strict_smtputf8 = config_bool("strict_smtputf8");
 	smtpd_conf.conn_limit =
 	    config_int("smtpd_client_connection_count_limit");
+	v = config_str("smtpd_tls_security_level");
+	if (tls_level_parse(v, &level) < 0 || level > TLS_LEV_ENCRYPT)
+		msg_fatal("smtpd_tls_security_level = %s: expected none, may "
+		    "or encrypt", v);
+	smtpd_conf.tls_level = (int)level;
+	smtpd_conf.tls_wrappermode = config_bool("smtpd_tls_wrappermode");
+	smtpd_conf.tls_received_header =
+	    config_bool("smtpd_tls_received_header");
+	smtpd_conf.starttls_timeout_ms =
+	    config_time("smtpd_starttls_timeout") > 86400 ? 86400 * 1000 :
+	    (int)config_time("smtpd_starttls_timeout") * 1000;
+	smtpd_conf.sasl_enable = config_bool("smtpd_sasl_auth_enable");
+	smtpd_conf.tls_auth_only = config_bool("smtpd_tls_auth_only");
+	smtpd_conf.auth_failure_limit = config_int("smtpd_auth_failure_limit");
+	smtpd_conf.auth_failure_window =
+	    config_time("smtpd_auth_failure_window");
+	smtpd_conf.auth_failure_lockout =
+	    config_time("smtpd_auth_failure_lockout_time");
+	smtpd_conf.auth_failure_sleep =
+	    config_time("smtpd_auth_failure_sleep_time");
 	v = config_str("smtpd_forbid_bare_newline");
 	if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "normalize") == 0)
 		smtpd_conf.bare_lf = BARE_LF_NORMALIZE;
@@ -215,8 +240,12 @@ smtpd_log_envelope(struct smtpd_session *s, const char *rcpt)
 	return buf_steal(&b);
 }
 
-/* Unexpected input for a log line: printable, at most LOG_INPUT_MAX. */
-static char *
+/*
+ * Unexpected input for a log line: printable, at most LOG_INPUT_MAX.
+ * From an AUTH command on, nothing is shown but its mechanism: what
+ * follows is a password, or the base64 lines that carry one.
+ */
+char *
 smtpd_printable(const char *p, size_t n)
 {
 	struct buf b;
@@ -225,6 +254,19 @@ smtpd_printable(const char *p, size_t n)
 	for (size_t i = 0; i < n && i < LOG_INPUT_MAX; i++) {
 		unsigned char c = (unsigned char)p[i];
 
+		if ((i == 0 || p[i - 1] == '\n') && n - i >= 5 &&
+		    strncasecmp(p + i, "AUTH ", 5) == 0) {
+			size_t m = 0;
+
+			/* p need not end in NUL: count within n. */
+			while (i + 5 + m < n && m < 20 &&
+			    p[i + 5 + m] > 32 && p[i + 5 + m] < 127)
+				m++;
+
+			buf_printf(&b, "AUTH %.*s [rest not logged]", (int)m,
+			    p + i + 5);
+			return buf_steal(&b);
+		}
 		if (c == '\r')
 			buf_puts(&b, "\\r");
 		else if (c == '\n')
@@ -388,6 +430,7 @@ static void
 helo_common(struct smtpd_session *s, const char *args, int esmtp)
 {
 	struct buf ext;
+	char *mechs;
 
 	if (*args == '\0') {
 		smtpd_reply(s, "501 5.5.4 Syntax: %s hostname",
@@ -411,7 +454,12 @@ helo_common(struct smtpd_session *s, const char *args, int esmtp)
 		buf_puts(&ext, "SIZE\n");
 	if (!smtpd_conf.disable_vrfy)
 		buf_puts(&ext, "VRFY\n");
-	/* STARTTLS and AUTH go here when lib/tls and lib/sasl exist. */
+	if (smtpd_tls_offer(s))
+		buf_puts(&ext, "STARTTLS\n");
+	if ((mechs = smtpd_sasl_ehlo(s)) != NULL) {
+		buf_printf(&ext, "AUTH %s\n", mechs);
+		free(mechs);
+	}
 	buf_puts(&ext, "ENHANCEDSTATUSCODES\n8BITMIME\nDSN\n");
 	if (smtpd_conf.smtputf8_enable)
 		buf_puts(&ext, "SMTPUTF8\n");
@@ -493,6 +541,13 @@ mail_params(struct smtpd_session *s, char *p)
 			}
 			s->ret = xstrdup(strcasecmp(v, "FULL") == 0 ?
 			    "FULL" : "HDRS");
+		} else if (strcasecmp(k, "AUTH") == 0 &&
+		    smtpd_conf.sasl_enable) {
+			if (smtpd_sasl_mail_param(s, v) < 0) {
+				smtpd_reply(s, "501 5.5.4 Bad AUTH parameter "
+				    "syntax");
+				return -1;
+			}
 		} else if (strcasecmp(k, "ENVID") == 0) {
 			/* RFC 3461 4.4: at most 100 characters. */
 			if ((s->envid = smtpd_xtext(v, 100)) == NULL) {
@@ -741,8 +796,11 @@ static void
 help_cmd(struct smtpd_session *s, const char *args)
 {
 	(void)args;
-	smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA BDAT "
-	    "RSET NOOP QUIT HELP%s", smtpd_conf.disable_vrfy ? "" : " VRFY");
+	smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO%s%s MAIL RCPT DATA "
+	    "BDAT RSET NOOP QUIT HELP%s",
+	    smtpd_tls_offer(s) ? " STARTTLS" : "",
+	    smtpd_sasl_offer(s) ? " AUTH" : "",
+	    smtpd_conf.disable_vrfy ? "" : " VRFY");
 }
 
 static void
@@ -764,13 +822,16 @@ vrfy_cmd(struct smtpd_session *s, const char *args)
 static const struct smtpd_cmd smtpd_cmds[] = {
 	{ "HELO", CMD_HELO, CMD_LAST, helo_cmd },
 	{ "EHLO", CMD_EHLO, CMD_LAST, ehlo_cmd },
-	{ "MAIL", CMD_MAIL, 0, mail_cmd },
-	{ "RCPT", CMD_RCPT, 0, rcpt_cmd },
-	{ "DATA", CMD_DATA, CMD_LAST, smtpd_data_cmd },
+	/* Input after STARTTLS is thrown away by the command itself. */
+	{ "STARTTLS", CMD_STARTTLS, CMD_NO_SYNC, smtpd_starttls_cmd },
+	{ "AUTH", CMD_AUTH, CMD_TLS, smtpd_auth_cmd },
+	{ "MAIL", CMD_MAIL, CMD_TLS, mail_cmd },
+	{ "RCPT", CMD_RCPT, CMD_TLS, rcpt_cmd },
+	{ "DATA", CMD_DATA, CMD_LAST | CMD_TLS, smtpd_data_cmd },
 	{ "BDAT", CMD_BDAT, CMD_NO_SYNC, smtpd_bdat_cmd },
 	{ "RSET", CMD_RSET, CMD_JUNK, rset_cmd },
 	{ "NOOP", CMD_NOOP, CMD_LAST | CMD_JUNK, noop_cmd },
-	{ "VRFY", CMD_VRFY, CMD_LAST | CMD_JUNK, vrfy_cmd },
+	{ "VRFY", CMD_VRFY, CMD_LAST | CMD_JUNK | CMD_TLS, vrfy_cmd },
 	{ "HELP", CMD_HELP, CMD_LAST | CMD_JUNK, help_cmd },
 	{ "QUIT", CMD_QUIT, CMD_NO_SYNC, quit_cmd },
 	{ NULL, CMD_UNKNOWN, 0, NULL },
@@ -960,9 +1021,40 @@ smtpd_command(struct smtpd_session *s)
 	if ((cmd->flags & CMD_JUNK) && ++s->junk_count > smtpd_conf.junk_limit)
 		s->error_count++;
 	last_reply_code = 0;
+	if ((cmd->flags & CMD_TLS) && smtpd_tls_enforce(s))
+		return;
 	cmd->fn(s, args);
 	if (last_reply_code > 0 && last_reply_code < 400)
 		s->cmd_ok[cmd->id]++;
+}
+
+/* Our end of the connection, "addr;port" as Cyrus SASL wants it. */
+static void
+smtpd_local(struct smtpd_session *s, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN];
+	const void *a = NULL;
+	unsigned port = 0;
+
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		a = &sin->sin_addr;
+		port = ntohs(sin->sin_port);
+	} else if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		a = &sin6->sin6_addr;
+		port = ntohs(sin6->sin6_port);
+	}
+	if (a != NULL && inet_ntop(ss.ss_family, a, host, sizeof(host)) !=
+	    NULL)
+		s->server_addr = xasprintf("%s;%u", host, port);
 }
 
 /* Who is on the other end: address, and a name until DNS comes. */
@@ -1022,6 +1114,7 @@ smtpd_peer(struct smtpd_session *s, int fd)
 	 * address without a verified name. */
 	s->client_name = xstrdup(loopback ? "localhost" : "unknown");
 	s->client = xasprintf("%s[%s]", s->client_name, s->client_addr);
+	smtpd_local(s, fd);
 }
 
 static void
@@ -1073,8 +1166,16 @@ smtpd_session_run(struct smtpd_session *s)
 		}
 		limited = 1;
 	}
-	if (smtpd_pregreet(s))
+	/*
+	 * On a wrappermode port the client's first bytes are its TLS
+	 * hello, not early talk; the handshake comes before the greeting.
+	 */
+	if (smtpd_conf.tls_wrappermode) {
+		if (smtpd_tls_wrapper_start(s) < 0)
+			goto out;
+	} else if (smtpd_pregreet(s))
 		goto out;
+	smtpd_sasl_session_new(s);
 	smtpd_reply(s, "220 %s", smtpd_conf.banner);
 	while (!s->done) {
 		if (s->error_count >= smtpd_conf.hard_error_limit) {
@@ -1122,10 +1223,13 @@ smtpd_serve(int in_fd, int out_fd)
 	s->bare_lf_excluded = smtpd_check_addr_list(
 	    "smtpd_forbid_bare_newline_exclusions", s->client_addr);
 
+	smtpd_tls_session_start(s);
 	smtpd_session_run(s);
 
 	smtpd_reset(s);
 	smtpd_disconnect_log(s);
+	smtpd_sasl_session_free(s);
+	smtpd_tls_session_end(s);
 	if (s->out != s->in)
 		stream_free(s->out);
 	stream_free(s->in);
@@ -1136,6 +1240,7 @@ smtpd_serve(int in_fd, int out_fd)
 	free(s->client_addr);
 	free(s->client_port);
 	free(s->client);
+	free(s->server_addr);
 	free(s);
 }
 
@@ -1146,6 +1251,11 @@ smtpd_pre_jail(void)
 	/* Tables and the slot file may live outside a chroot. */
 	smtpd_check_init();
 	smtpd_limit_init();
+	/* Keys, Cyrus's plugins and its password files may be readable
+	 * by root only, or live outside a chroot. */
+	smtpd_tls_init();
+	smtpd_sasl_init();
+	smtpd_authfail_init();
 }
 
 int

@@ -6,7 +6,10 @@
  *	smtpd.c		main(), the session loop, the commands and replies
  *	smtpd_check.c	restrictions: who may send what to whom
  *	smtpd_data.c	DATA and BDAT: the message into the queue
- *	smtpd_limit.c	the per-client connection count across processes
+ *	smtpd_tls.c	STARTTLS and implicit TLS (smtpd_tls_wrappermode)
+ *	smtpd_sasl.c	AUTH
+ *	smtpd_limit.c	per-client counts across processes: connections,
+ *			failed authentications
  *
  * The session reads and writes through one struct stream per
  * direction (the same one on a socket); a later STARTTLS replaces the
@@ -24,6 +27,7 @@
 
 struct stream;
 struct queue_writer;
+struct sasl_srv;
 
 /* smtpd_forbid_bare_newline */
 enum smtpd_bare_lf {
@@ -57,6 +61,18 @@ struct smtpd_conf {
 	int	 strict_smtputf8;
 	enum smtpd_bare_lf bare_lf;
 	long	 conn_limit;	/* smtpd_client_connection_count_limit */
+	/* TLS */
+	int	 tls_level;	/* enum tls_level: none, may or encrypt */
+	int	 tls_wrappermode;
+	int	 tls_received_header;
+	int	 starttls_timeout_ms;
+	/* AUTH */
+	int	 sasl_enable;
+	int	 tls_auth_only;
+	long	 auth_failure_limit;	/* 0: no limit */
+	unsigned long auth_failure_window;	/* seconds */
+	unsigned long auth_failure_lockout;	/* seconds */
+	unsigned long auth_failure_sleep;	/* seconds */
 };
 
 extern struct smtpd_conf smtpd_conf;
@@ -69,8 +85,9 @@ struct smtpd_rcpt {
 
 /* Commands counted for the "disconnect from" line, in Postfix's order. */
 enum smtpd_cmd_id {
-	CMD_HELO, CMD_EHLO, CMD_MAIL, CMD_RCPT, CMD_DATA, CMD_BDAT,
-	CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT, CMD_UNKNOWN,
+	CMD_HELO, CMD_EHLO, CMD_STARTTLS, CMD_AUTH, CMD_MAIL, CMD_RCPT,
+	CMD_DATA, CMD_BDAT, CMD_RSET, CMD_NOOP, CMD_VRFY, CMD_HELP, CMD_QUIT,
+	CMD_UNKNOWN,
 	CMD_COUNT
 };
 
@@ -83,6 +100,7 @@ struct smtpd_session {
 	char	*client_addr;
 	char	*client_port;
 	char	*client;	/* "name[addr]" for logs */
+	char	*server_addr;	/* "addr;port" of our end, or NULL */
 	int	 in_mynetworks;
 	int	 bare_lf_excluded;
 
@@ -90,6 +108,12 @@ struct smtpd_session {
 	int	 esmtp;		/* the client said EHLO */
 	int	 bad_pipelining;	/* seen, when not forbidden */
 	const char *where;	/* last command, for "... after X from" */
+
+	/* AUTH: the SASL state, and who the client is once it worked. */
+	struct sasl_srv *sasl;
+	char	*sasl_username;
+	char	*sasl_method;
+	long	 auth_failures;	/* in this session */
 
 	/* The transaction: MAIL up to the end of DATA, RSET or HELO. */
 	char	*sender;	/* NULL: no MAIL yet; "" null sender */
@@ -133,6 +157,8 @@ void	smtpd_reset(struct smtpd_session *);
 /* Hang up after a fatal protocol error, letting the last reply reach
  * the client before the socket closes. */
 void	smtpd_hangup(struct smtpd_session *);
+/* Client input for a log line: printable, at most 100 bytes; allocated. */
+char	*smtpd_printable(const char *, size_t);
 
 /* smtpd_data.c */
 void	smtpd_data_cmd(struct smtpd_session *, const char *args);
@@ -152,6 +178,44 @@ char	*smtpd_check_rcpt(struct smtpd_session *, const char *rcpt);
 /* Checks at DATA/BDAT: NULL accept, else an allocated reply. */
 char	*smtpd_check_data(struct smtpd_session *);
 
+/* smtpd_tls.c */
+/* Load the certificate (before the jail); fatal when TLS is required
+ * and cannot work. */
+void	smtpd_tls_init(void);
+/* At the start of each session: load certificate files that changed. */
+void	smtpd_tls_session_start(struct smtpd_session *);
+/* 1 when the session is inside TLS. */
+int	smtpd_tls_active(const struct smtpd_session *);
+/* 1 when EHLO offers STARTTLS. */
+int	smtpd_tls_offer(const struct smtpd_session *);
+/* At smtpd_tls_security_level = encrypt, outside TLS: reply 530 and
+ * return 1. Otherwise 0. */
+int	smtpd_tls_enforce(struct smtpd_session *);
+/* smtpd_tls_wrappermode: the handshake before the greeting. 0, or -1
+ * with the session over. */
+int	smtpd_tls_wrapper_start(struct smtpd_session *);
+void	smtpd_starttls_cmd(struct smtpd_session *, const char *args);
+/* "TLSv1.3 with cipher ... (256/256 bits)" or NULL; allocated. */
+char	*smtpd_tls_describe(const struct smtpd_session *);
+/* Send close_notify and leave TLS; the stream can then only be freed. */
+void	smtpd_tls_session_end(struct smtpd_session *);
+
+/* smtpd_sasl.c */
+/* Set up Cyrus SASL (before the jail) when smtpd_sasl_auth_enable. */
+void	smtpd_sasl_init(void);
+/* A fresh SASL state for the session (start, and after STARTTLS);
+ * forgets any earlier authentication. */
+void	smtpd_sasl_session_new(struct smtpd_session *);
+void	smtpd_sasl_session_free(struct smtpd_session *);
+/* 1 when AUTH may be used now (smtpd_tls_auth_only). */
+int	smtpd_sasl_offer(const struct smtpd_session *);
+/* The mechanisms for "250-AUTH ...", or NULL when AUTH is not offered
+ * now; allocated. */
+char	*smtpd_sasl_ehlo(struct smtpd_session *);
+/* MAIL FROM's AUTH= parameter: 0 valid (and ignored), -1 not. */
+int	smtpd_sasl_mail_param(const struct smtpd_session *, const char *);
+void	smtpd_auth_cmd(struct smtpd_session *, const char *args);
+
 /* smtpd_limit.c */
 /* Open the slot file under data_directory (before chroot). */
 void	smtpd_limit_init(void);
@@ -159,5 +223,13 @@ void	smtpd_limit_init(void);
  * already has smtpd_client_connection_count_limit connections. */
 int	smtpd_limit_acquire(const char *client_addr);
 void	smtpd_limit_release(void);
+/* Open $data_directory/smtpd_auth.table (before chroot). */
+void	smtpd_authfail_init(void);
+/* Seconds the client may not AUTH for, 0 when it may. */
+unsigned long smtpd_authfail_locked(const char *client_addr);
+/* Count a failed AUTH: the client's failures in the window, this one
+ * included; from the limit on, the client is locked out. -1 when the
+ * table does not work. */
+long	smtpd_authfail_record(const char *client_addr);
 
 #endif

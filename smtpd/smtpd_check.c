@@ -15,6 +15,10 @@
  * ends the list: "permit" lets the request pass this list (the next list
  * still runs), a reject ends everything. A table that cannot be read
  * gives "451 4.3.0 Temporary lookup failure", never "User unknown".
+ *
+ * AUTH enters here twice: permit_sasl_authenticated, and the sender
+ * login checks, which ask smtpd_sender_login_maps who owns the MAIL
+ * FROM address so that one customer cannot send as another.
  * Lists, networks and tables are parsed and opened once per process in
  * smtpd_check_init(), before any chroot; an unknown restriction or a
  * malformed network there is fatal, as every configuration error is.
@@ -860,6 +864,9 @@ static const char *const known_restrictions[] = {
 	"reject_non_fqdn_sender", "reject_non_fqdn_recipient",
 	"reject_invalid_helo_hostname", "reject_non_fqdn_helo_hostname",
 	"reject_unauth_pipelining", "check_client_access",
+	"reject_sender_login_mismatch", "reject_known_sender_login_mismatch",
+	"reject_authenticated_sender_login_mismatch",
+	"reject_unauthenticated_sender_login_mismatch",
 	"check_helo_access", "check_sender_access", "check_recipient_access",
 	NULL,
 };
@@ -871,6 +878,118 @@ known_restriction(const char *name)
 		if (strcmp(name, known_restrictions[i]) == 0)
 			return 1;
 	return 0;
+}
+
+/* ---- who owns a sender address (smtpd_sender_login_maps) ---- */
+
+static int
+is_login_check(const char *name)
+{
+	return strstr(name, "sender_login_mismatch") != NULL &&
+	    strncmp(name, "reject_", 7) == 0;
+}
+
+/*
+ * The logins that own addr: the first of addr, addr without its
+ * extension, and @domain found in any of the tables, split into a list
+ * (one or more names, separated by commas or white space). NULL when
+ * no table names an owner; *error is set on a lookup failure.
+ */
+static char **
+sender_owners(const char *addr, int *error)
+{
+	char **items = check_list_items("smtpd_sender_login_maps");
+	char *local, *domain, *base, *keys[3], *value, *err, **owners = NULL;
+	size_t nkeys = 0;
+
+	*error = 0;
+	check_split(addr, &local, &domain);
+	keys[nkeys++] = xasprintf("%s@%s", local, domain);
+	if ((base = strip_extension(local)) != NULL)
+		keys[nkeys++] = xasprintf("%s@%s", base, domain);
+	keys[nkeys++] = xasprintf("@%s", domain);
+	for (size_t k = 0; k < nkeys && owners == NULL && !*error; k++)
+		for (size_t i = 0; items[i] != NULL; i++) {
+			struct table *t = check_table(items[i], &err);
+			int r;
+
+			if (t == NULL) {
+				free(err);
+				*error = 1;
+				break;
+			}
+			value = err = NULL;
+			r = table_lookup(t, keys[k], &value, &err);
+			if (r == TABLE_ERROR) {
+				msg_warn("smtpd_sender_login_maps: %s lookup "
+				    "error for \"%s\": %s", t->spec, keys[k],
+				    err != NULL ? err : "unknown");
+				*error = 1;
+			} else if (r == TABLE_FOUND)
+				owners = strv_split(value, ", \t");
+			free(value);
+			free(err);
+			if (owners != NULL || *error)
+				break;
+		}
+	for (size_t k = 0; k < nkeys; k++)
+		free(keys[k]);
+	free(local);
+	free(domain);
+	free(base);
+	return owners;
+}
+
+/*
+ * reject_sender_login_mismatch (both below),
+ * reject_authenticated_sender_login_mismatch (logged in, but the maps do
+ * not name this login as the sender's owner),
+ * reject_known_sender_login_mismatch (the same, only for senders the
+ * maps know) and reject_unauthenticated_sender_login_mismatch (not
+ * logged in, and the maps name an owner). The null sender impersonates
+ * nobody and passes.
+ */
+static enum check_result
+check_login_mismatch(struct check_ctx *c, const char *name)
+{
+	struct smtpd_session *s = c->s;
+	const char *login = s->sasl_username;
+	char **owners;
+	int error, owned = 0, known, any, auth_check, unauth_check;
+	char *text;
+
+	if (s->sender == NULL || *s->sender == '\0')
+		return CHECK_DUNNO;
+	any = strcmp(name, "reject_sender_login_mismatch") == 0;
+	auth_check = any || strstr(name, "_authenticated_") != NULL ||
+	    strstr(name, "_known_") != NULL;
+	unauth_check = any || strstr(name, "_unauthenticated_") != NULL;
+	if ((login != NULL && !auth_check) || (login == NULL && !unauth_check))
+		return CHECK_DUNNO;
+	if (strv_len(check_list_items("smtpd_sender_login_maps")) == 0) {
+		msg_warn("%s needs smtpd_sender_login_maps", name);
+		return check_config_error(c);
+	}
+	owners = sender_owners(s->sender, &error);
+	if (error)
+		return check_tempfail(c, s->sender);
+	known = owners != NULL;
+	for (char **p = owners; p != NULL && *p != NULL && login != NULL; p++)
+		if (strcasecmp(*p, login) == 0)
+			owned = 1;
+	strv_free(owners);
+	if (login == NULL) {
+		if (!known)
+			return CHECK_DUNNO;
+		return check_reject(c, 553, "5.7.1", STAGE_SENDER,
+		    "not logged in");
+	}
+	if (owned || (!known && strstr(name, "_known_") != NULL))
+		return CHECK_DUNNO;
+	text = xasprintf("not owned by user %s", login);
+	check_reject(c, 553, "5.7.1", STAGE_SENDER, text);
+	free(text);
+	return CHECK_REJECT;
 }
 
 /* One restriction; *i moves past a table argument. */
@@ -899,7 +1018,9 @@ check_one(struct check_ctx *c, const char *param, char **items, size_t *i,
 	if (strcmp(name, "permit_mynetworks") == 0)
 		return s->in_mynetworks ? CHECK_PERMIT : CHECK_DUNNO;
 	if (strcmp(name, "permit_sasl_authenticated") == 0)
-		return CHECK_DUNNO;	/* no AUTH yet (lib/sasl) */
+		return s->sasl_username != NULL ? CHECK_PERMIT : CHECK_DUNNO;
+	if (is_login_check(name))
+		return check_login_mismatch(c, name);
 	if (strcmp(name, "reject_unauth_pipelining") == 0) {
 		if (s->bad_pipelining || stream_pending(s->in) > 0)
 			return check_reject(c, 503, "5.5.0", stage,
@@ -1033,6 +1154,10 @@ init_restrictions(const char *param)
 		} else if (!known_restriction(items[i]))
 			msg_fatal("%s: unknown or unsupported restriction "
 			    "\"%s\"", param, items[i]);
+		else if (is_login_check(items[i]) &&
+		    strv_len(check_list_items("smtpd_sender_login_maps")) == 0)
+			msg_fatal("%s: %s needs smtpd_sender_login_maps", param,
+			    items[i]);
 	}
 }
 
@@ -1063,7 +1188,7 @@ smtpd_check_init(void)
 		"mydestination", "virtual_alias_domains",
 		"virtual_mailbox_domains", "relay_domains",
 		"local_recipient_maps", "virtual_alias_maps",
-		"virtual_mailbox_maps",
+		"virtual_mailbox_maps", "smtpd_sender_login_maps",
 	};
 
 	for (size_t i = 0; i < sizeof(restriction_lists) /

@@ -19,6 +19,7 @@
  */
 #include "autoconf.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -150,19 +151,27 @@ data_received(struct smtpd_session *s, struct smtpd_data *d)
 	struct timespec ts = queue_writer_arrival(d->qw);
 	char date[80], *addr;
 	struct tm tm;
-	const char *proto;
+	char proto[16], *tls;
 
 	localtime_r(&ts.tv_sec, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-	/* RFC 6531 section 3.7.4 names SMTPUTF8 sessions UTF8SMTP. */
-	if (s->smtputf8)
-		proto = "UTF8SMTP";
-	else
-		proto = s->esmtp ? "ESMTP" : "SMTP";
+	/*
+	 * RFC 6531 section 3.7.4 names SMTPUTF8 sessions UTF8SMTP; RFC 3848
+	 * adds S for TLS and A for AUTH to the ESMTP ones (ESMTPSA).
+	 */
+	tls = smtpd_tls_describe(s);
+	snprintf(proto, sizeof(proto), "%s%s%s", s->smtputf8 ? "UTF8SMTP" :
+	    s->esmtp ? "ESMTP" : "SMTP", s->esmtp && tls != NULL ? "S" : "",
+	    s->esmtp && s->sasl_username != NULL ? "A" : "");
 	addr = strchr(s->client_addr, ':') != NULL ?
 	    xasprintf("IPv6:%s", s->client_addr) : xstrdup(s->client_addr);
 	buf_printf(&d->out, "Received: from %s (%s [%s])\n",
 	    s->helo != NULL ? s->helo : s->client_name, s->client_name, addr);
+	/* What protected the message on its way in, as Postfix says it. */
+	if (tls != NULL && smtpd_conf.tls_received_header)
+		buf_printf(&d->out, "\t(using %s)\n"
+		    "\t(No client certificate requested)\n", tls);
+	free(tls);
 	if (s->nrcpts == 1)
 		buf_printf(&d->out, "\tby %s (%s) with %s id %s\n"
 		    "\tfor <%s>; %s\n", smtpd_conf.myhostname,
@@ -198,7 +207,11 @@ data_open(struct smtpd_session *s)
 	d->scan_bol = 1;
 	free(s->queue_id);
 	s->queue_id = xstrdup(d->id);
-	msg_info("%s: client=%s", d->id, s->client);
+	if (s->sasl_username != NULL)
+		msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s",
+		    d->id, s->client, s->sasl_method, s->sasl_username);
+	else
+		msg_info("%s: client=%s", d->id, s->client);
 
 	queue_set_sender(d->qw, s->sender);
 	queue_set_attr(d->qw, "client_name", s->client_name);
@@ -208,6 +221,10 @@ data_open(struct smtpd_session *s)
 	if (s->helo != NULL)
 		queue_set_attr(d->qw, "helo_name", s->helo);
 	queue_set_attr(d->qw, "protocol", s->esmtp ? "ESMTP" : "SMTP");
+	if (s->sasl_username != NULL) {
+		queue_set_attr(d->qw, "sasl_method", s->sasl_method);
+		queue_set_attr(d->qw, "sasl_username", s->sasl_username);
+	}
 	if (s->body != NULL)
 		queue_set_attr(d->qw, "body", s->body);
 	if (s->envid != NULL)

@@ -59,6 +59,9 @@ class Instance:
         self.home = self.root / "home"
         self.maillog = self.root / "maillog"
         self.user = getpass.getuser()
+        # Where smtpd listens: a second instance (a receiving MX in relay
+        # tests) sets another loopback address before writing master.cf.
+        self.smtp_host = "127.0.0.1"
         self.smtp_port = free_port()
         self.proc = None
         self.libexec = self.root / "libexec"
@@ -125,7 +128,7 @@ class Instance:
     def write_master_cf(self, text=None):
         if text is None:
             text = (
-                f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd\n"
+                f"{self.smtp_host}:{self.smtp_port} inet n - n - - smtpd\n"
                 "pickup    unix  n - n 60 1 pickup\n"
                 "qmgr      unix  n - n 300 1 qmgr\n"
                 "local     unix  - n n - - local\n"
@@ -154,7 +157,7 @@ class Instance:
 
     def smtp_ready(self):
         try:
-            with socket.create_connection(("127.0.0.1", self.smtp_port),
+            with socket.create_connection((self.smtp_host, self.smtp_port),
                                           timeout=1):
                 return True
         except OSError:
@@ -201,6 +204,48 @@ class Instance:
                 return
             time.sleep(0.05)
         pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+    def make_tls_cert(self, name="smtpd", cn=None, days=2):
+        """A self-signed certificate and its key (EC P-256, PEM) for
+        cn (default: myhostname), written into the instance folder as
+        NAME.crt and NAME.key with `openssl req`; returns (cert, key).
+        Set smtpd_tls_cert_file / smtpd_tls_key_file to use them."""
+        cn = cn or self.settings["myhostname"]
+        cert = self.root / f"{name}.crt"
+        key = self.root / f"{name}.key"
+        r = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec",
+             "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(key), "-out", str(cert), "-days", str(days),
+             "-subj", f"/CN={cn}", "-addext", f"subjectAltName=DNS:{cn}"],
+            capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.fail(f"openssl req failed: {r.stderr}")
+        key.chmod(0o600)
+        return cert, key
+
+    def add_sasl_user(self, user, password, realm=None):
+        """Add (or change) a SASL user in the instance's sasldb
+        (sasldb2 in the instance folder) with Debian's saslpasswd2, and
+        point smtpd_sasl_db_file at it. realm defaults to what smtpd
+        uses: smtpd_sasl_local_domain, or myhostname when that is
+        empty. Returns the sasldb path."""
+        saslpasswd2 = "/usr/sbin/saslpasswd2"
+        if not os.path.exists(saslpasswd2):
+            pytest.fail(f"{saslpasswd2} is missing: apt-get install "
+                        "sasl2-bin (scripts/deps test)")
+        db = self.root / "sasldb2"
+        realm = realm or self.settings.get("smtpd_sasl_local_domain") or \
+            self.settings["myhostname"]
+        r = subprocess.run(
+            [saslpasswd2, "-c", "-p", "-f", str(db), "-u", realm,
+             "-a", "smtpd", user], input=password, capture_output=True,
+            text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.fail(f"saslpasswd2 failed: {r.stdout}{r.stderr}")
+        if self.settings.get("smtpd_sasl_db_file") != str(db):
+            self.write_main_cf(smtpd_sasl_db_file=str(db))
+        return db
 
 
 @pytest.fixture
@@ -257,9 +302,13 @@ class DnsServer:
     knowing: always_nxdomain (NXDOMAIN), always_refuse (REFUSED, which
     libunbound reports as SERVFAIL: a temporary failure).
 
-    forwarder is the "127.0.0.1@PORT" text for dns_forwarders."""
+    forwarder is the "127.0.0.1@PORT" text for dns_forwarders.
 
-    def __init__(self, root, records=(), zones=None):
+    extra_conf: more top-level unbound.conf lines, such as an auth-zone
+    clause serving a DNSSEC-signed zone file (tests/integration/dnssec.py;
+    give zones={"test.": "transparent"} so that it is consulted)."""
+
+    def __init__(self, root, records=(), zones=None, extra_conf=()):
         if not os.path.exists(UNBOUND):
             pytest.fail(f"{UNBOUND} is missing: apt-get install unbound "
                         "(scripts/deps test)")
@@ -300,6 +349,7 @@ class DnsServer:
         for rec in records:
             lines.append(f'    local-data: "{rec}"')
         lines += ["remote-control:", "    control-enable: no"]
+        lines += list(extra_conf)
         self.conf = self.dir / "unbound.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(
@@ -355,8 +405,9 @@ def dns(tmp_path):
     returns it; every server started is stopped at teardown."""
     servers = []
 
-    def start(records=(), zones=None):
-        srv = DnsServer(tmp_path / f"dns{len(servers)}", records, zones)
+    def start(records=(), zones=None, extra_conf=()):
+        srv = DnsServer(tmp_path / f"dns{len(servers)}", records, zones,
+                        extra_conf)
         servers.append(srv)
         return srv
 

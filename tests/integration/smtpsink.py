@@ -16,22 +16,41 @@ in order; the last repeats), or a callable taking the Session and
 returning the string. Counters: connections, the most connections open
 at once (max_concurrent), and each session's commands. One thread per
 connection; every socket has a timeout, and stop() ends them all.
+
+TLS and AUTH, for the client's STARTTLS and SASL:
+
+    sink = SmtpSink(tls_cert="srv.pem", tls_key="srv.key",
+                    auth={"alice": "secret"}, auth_tls_only=True,
+                    auth_required=True)
+
+With tls_cert, EHLO offers STARTTLS and the handshake uses that
+certificate (Python's ssl module); tls_break=True answers 220 and then
+sends garbage instead of a handshake. With auth (user -> password),
+EHLO offers "AUTH PLAIN LOGIN" (auth_mechs), only inside TLS when
+auth_tls_only; auth_required refuses MAIL before AUTH. Each Session
+records tls (the protocol version, or None), tls_resumed, auth_user
+(who authenticated) and auth_attempts ((mechanism, user, in TLS) for
+every AUTH); each Message its session's tls and auth_user.
 """
+import base64
 import os
 import socket
+import ssl
 import threading
 import time
 
 
 class Message:
     def __init__(self, mail_from, rcpts, data, mail_line, rcpt_lines,
-                 helo):
+                 helo, tls=None, auth_user=None):
         self.mail_from = mail_from      # the address inside <>
         self.rcpts = rcpts              # accepted recipients
         self.data = data                # bytes, CRLF line ends
         self.mail_line = mail_line      # "MAIL FROM:<a@b> SIZE=..."
         self.rcpt_lines = rcpt_lines    # every RCPT line, accepted or not
         self.helo = helo
+        self.tls = tls                  # "TLSv1.3", or None in clear
+        self.auth_user = auth_user      # who authenticated, or None
 
 
 class Session:
@@ -46,6 +65,11 @@ class Session:
         # Whether the RCPT commands had already arrived when MAIL was
         # read: the client pipelined them (RFC 2920).
         self.pipelined = None
+        self.tls = None                 # protocol version once in TLS
+        self.tls_cipher = None
+        self.tls_resumed = False
+        self.auth_user = None
+        self.auth_attempts = []         # (mechanism, user, in TLS)
 
 
 class _Conn:
@@ -89,7 +113,12 @@ class SmtpSink:
                  mail="250 2.1.0 Ok", rcpt=None,
                  rcpt_default="250 2.1.5 Ok", data="354 End data with "
                  "<CR><LF>.<CR><LF>", done="250 2.0.0 Ok: queued as SINK",
-                 lmtp=False, lmtp_done=None, delay=0.0, timeout=20):
+                 lmtp=False, lmtp_done=None, delay=0.0, timeout=20,
+                 tls_cert=None, tls_key=None, tls_break=False,
+                 starttls="220 2.0.0 Ready to start TLS", auth=None,
+                 auth_mechs=("PLAIN", "LOGIN"), auth_tls_only=False,
+                 auth_required=False,
+                 auth_fail="535 5.7.8 Error: authentication failed"):
         self.greeting = greeting
         self.extensions = list(extensions)
         self.ehlo = ehlo            # None: 250 with the extensions
@@ -103,6 +132,17 @@ class SmtpSink:
         self.lmtp_done = lmtp_done or {}    # address -> reply after DATA
         self.delay = delay          # seconds before the final reply
         self.timeout = timeout
+        self.tls_ctx = None
+        if tls_cert is not None:
+            self.tls_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls_ctx.load_cert_chain(tls_cert, tls_key)
+        self.tls_break = tls_break
+        self.starttls = starttls    # the reply to STARTTLS
+        self.auth = auth            # user -> password; None: no AUTH
+        self.auth_mechs = list(auth_mechs)
+        self.auth_tls_only = auth_tls_only
+        self.auth_required = auth_required
+        self.auth_fail = auth_fail
         self.messages = []
         self.sessions = []
         self.connections = 0
@@ -204,10 +244,11 @@ class SmtpSink:
             if not self._stop.is_set():
                 self.errors.append(repr(e))
         finally:
-            try:
-                conn.close()
-            except OSError:
-                pass
+            for s in {id(conn): conn, id(f.sock): f.sock}.values():
+                try:
+                    s.close()
+                except OSError:
+                    pass
             with self._lock:
                 self.open_now -= 1
 
@@ -245,6 +286,12 @@ class SmtpSink:
                         else None
                     if reply is None:
                         lines = ["sink.test"] + self.extensions
+                        if self.tls_ctx is not None and sess.tls is None:
+                            lines.append("STARTTLS")
+                        if self.auth is not None and (
+                                sess.tls is not None or
+                                not self.auth_tls_only):
+                            lines.append("AUTH " + " ".join(self.auth_mechs))
                         reply = "\n".join(
                             ("250-" if i < len(lines) - 1 else "250 ") + l
                             for i, l in enumerate(lines))
@@ -253,6 +300,19 @@ class SmtpSink:
                     sess.helo = cmd[5:]
                     self._send(f, self._pick(self.helo, sess)
                                if self.helo else "250 sink.test")
+                elif verb == "STARTTLS" and self.tls_ctx is not None:
+                    if sess.tls is not None:
+                        self._send(f, "554 5.5.1 Error: TLS already active")
+                        continue
+                    reply = self._pick(self.starttls, sess)
+                    self._send(f, reply)
+                    if reply.startswith("220"):
+                        self._start_tls(f, sess)
+                elif verb == "AUTH" and self.auth is not None:
+                    self._auth(f, sess, cmd)
+                elif verb == "MAIL" and self.auth_required and \
+                        sess.auth_user is None:
+                    self._send(f, "530 5.7.0 Authentication required")
                 elif verb == "MAIL":
                     sess.pipelined = b"RCPT" in f.buffered().upper()
                     reply = self._pick(self.mail, sess)
@@ -300,6 +360,59 @@ class SmtpSink:
         except EOFError:
             return
 
+    def _start_tls(self, f, sess):
+        if self.tls_break:
+            f.write(b"this is not a TLS handshake\r\n" * 4)
+            raise EOFError
+        # What the client sent after STARTTLS in clear is thrown away.
+        f.buf = b""
+        f.sock = self.tls_ctx.wrap_socket(f.sock, server_side=True)
+        sess.tls = f.sock.version()
+        sess.tls_cipher = f.sock.cipher()[0]
+        sess.tls_resumed = f.sock.session_reused
+        # RFC 3207 4.2: the client starts over with EHLO.
+        sess.helo, sess.mail_from, sess.rcpts = None, None, []
+
+    def _auth_line(self, f, sess, challenge):
+        self._send(f, "334 " + challenge)
+        line = self._readline(f).decode(errors="replace").rstrip("\r\n")
+        sess.commands.append(line)
+        if line == "*":
+            raise ValueError("cancelled")
+        return base64.b64decode(line, validate=True)
+
+    def _auth(self, f, sess, cmd):
+        words = cmd.split()
+        mech = words[1].upper() if len(words) > 1 else ""
+        initial = words[2] if len(words) > 2 else None
+        if sess.auth_user is not None:
+            self._send(f, "503 5.5.1 Error: already authenticated")
+            return
+        if mech not in self.auth_mechs or (self.auth_tls_only and
+                                           sess.tls is None):
+            self._send(f, "504 5.5.4 Unsupported authentication mechanism")
+            return
+        try:
+            if mech == "PLAIN":
+                data = base64.b64decode(initial, validate=True) \
+                    if initial not in (None, "=") else \
+                    self._auth_line(f, sess, "")
+                _, user, password = data.decode().split("\0")
+            else:
+                user = (base64.b64decode(initial, validate=True)
+                        if initial is not None else
+                        self._auth_line(f, sess, "VXNlcm5hbWU6")).decode()
+                password = self._auth_line(f, sess, "UGFzc3dvcmQ6").decode()
+        except ValueError:
+            self._send(f, "501 5.7.0 Authentication aborted")
+            return
+        sess.auth_attempts.append((mech, user, sess.tls is not None))
+        if self.auth.get(user) == password:
+            sess.auth_user = user
+            self._send(f, "235 2.7.0 Authentication successful")
+        else:
+            self._send(f, self.auth_fail)
+
     def _read_data(self, f):
         out = []
         while True:
@@ -330,5 +443,6 @@ class SmtpSink:
             with self._lock:
                 self.messages.append(Message(sess.mail_from, accepted,
                                              data, mail_line,
-                                             list(rcpt_lines), sess.helo))
+                                             list(rcpt_lines), sess.helo,
+                                             sess.tls, sess.auth_user))
         sess.mail_from, sess.rcpts = None, []

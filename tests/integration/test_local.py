@@ -731,6 +731,126 @@ def test_forward_include_is_read_with_the_users_privileges(instance,
         shutil.rmtree(home, ignore_errors=True)
 
 
+# --- as root: the user's effective ids, switched in process and back ---
+
+def proc_ids(pid):
+    """The Uid:, Gid: and Groups: lines of a process."""
+    lines = pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
+    return [l.split(None, 1)[-1].strip() for l in lines
+            if l.startswith(("Uid:", "Gid:", "Groups:"))]
+
+
+@pytest.fixture
+def nob(instance):
+    """A local user "nob" with uid/gid 65534 and a home of its own outside
+    the instance folder (which is root's alone)."""
+    if not ROOT:
+        pytest.skip("needs a second uid")
+    home = pathlib.Path(tempfile.mkdtemp(prefix="tern-nob-"))
+    os.chown(home, 65534, 65534)
+    with open(instance.passwd_file, "a") as f:
+        f.write(f"nob:x:65534:65534:nob:{home}:/bin/sh\n")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_root_delivers_as_the_user_and_stays_root(instance, agent_of, nob):
+    agent = agent_of()
+    before = proc_ids(agent.proc.pid)
+    assert before[0].split() == ["0"] * 4
+    for rcpt in ("nob@example.test", "demo@example.test",
+                 "nob@example.test"):
+        qid = write_queue_file(instance, [rcpt])
+        assert agent.deliver(qid, [rcpt])[rcpt] == (
+            "sent", "2.0.0", "delivered to maildir")
+    maildir = nob / "Maildir"
+    files = sorted((maildir / "new").iterdir())
+    assert [f.read_bytes() for f in files] == [
+        delivered("alice@example.test", "nob@example.test")] * 2
+    # The folders and files are the user's, made by the user.
+    for p in [maildir, maildir / "new", maildir / "tmp", maildir / "cur"]:
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), p
+        assert stat.S_IMODE(st.st_mode) == 0o700, p
+    for f in files:
+        st = f.stat()
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (
+            65534, 65534, 0o600)
+    assert list((maildir / "tmp").iterdir()) == []
+    # demo is uid 0 here: its copy is root's.
+    (demo_file,) = (instance.maildir("demo") / "new").iterdir()
+    assert demo_file.stat().st_uid == 0
+    # Written by the agent itself, not by a child forked for each
+    # delivery: the file names carry the writer's pid.
+    for f in files + [demo_file]:
+        assert f".M" in f.name and f"P{agent.proc.pid}Q" in f.name, f.name
+    # The same process, back to root with root's groups after each.
+    assert agent.proc.poll() is None
+    assert proc_ids(agent.proc.pid) == before
+
+
+def test_root_acting_as_the_user_cannot_write_where_the_user_cannot(
+        instance, agent_of, nob):
+    os.chown(nob, 0, 0)
+    os.chmod(nob, 0o755)
+    agent = agent_of()
+    qid = write_queue_file(instance, ["nob@example.test"])
+    st, dsn, reason = agent.deliver(qid, ["nob@example.test"])[
+        "nob@example.test"]
+    assert st == "deferred" and "Permission denied" in reason, reason
+    assert not (nob / "Maildir").exists()
+    # Once the home is the user's, the same process delivers.
+    os.chown(nob, 65534, 65534)
+    assert agent.deliver(qid, ["nob@example.test"])[
+        "nob@example.test"][0] == "sent"
+    assert proc_ids(agent.proc.pid)[0].split() == ["0"] * 4
+
+
+def test_root_spool_mbox_is_created_by_root_and_written_as_the_user(
+        instance, agent_of, nob):
+    spool = pathlib.Path(tempfile.mkdtemp(prefix="tern-spool-"))
+    try:
+        os.chmod(spool, 0o755)      # like /var/mail: no dot-locks for users
+        instance.write_main_cf(home_mailbox="",
+                               mail_spool_directory=str(spool))
+        agent = agent_of()
+        for _ in range(2):
+            qid = write_queue_file(instance, ["nob@example.test"])
+            assert agent.deliver(qid, ["nob@example.test"])[
+                "nob@example.test"] == ("sent", "2.0.0",
+                                        "delivered to mailbox")
+        box = spool / "nob"
+        st = box.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o600)
+        assert box.read_bytes().count(b"From alice@example.test ") == 2
+        assert os.listdir(spool) == ["nob"]
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def test_root_runs_a_users_command_as_the_user_for_good(instance, agent_of,
+                                                         nob, shared_dir):
+    out = shared_dir / "ids"
+    fwd = nob / ".forward"
+    fwd.write_text(f'"|(id -u; id -ru; id -g; id -G; cat) > {out}"\n')
+    os.chown(fwd, 65534, 65534)
+    os.chmod(fwd, 0o600)
+    agent = agent_of()
+    before = proc_ids(agent.proc.pid)
+    qid = write_queue_file(instance, ["nob@example.test"])
+    assert agent.deliver(qid, ["nob@example.test"])[
+        "nob@example.test"][0] == "sent"
+    text = out.read_bytes()
+    head = b"65534\n65534\n65534\n"
+    assert text.startswith(head), text
+    groups = text[len(head):].split(b"\n", 1)[0].split()
+    assert groups == [str(g).encode() for g in
+                      os.getgrouplist("nobody", 65534)]
+    assert text.endswith(delivered("alice@example.test", "nob@example.test"))
+    assert out.stat().st_uid == 65534
+    assert proc_ids(agent.proc.pid) == before
+
+
 def test_requests_with_bad_input_are_answered_not_fatal(instance, agent_of):
     agent = agent_of()
     qid = write_queue_file(instance, ["demo@example.test"])

@@ -167,8 +167,10 @@ class FakeAgent:
     recorded with the message content read from active/, as the real
     agent reads it."""
 
-    def __init__(self, queue_dir, script=None, delay=0.0):
+    def __init__(self, queue_dir, script=None, delay=0.0, service="local",
+                 relay="local"):
         self.queue_dir = str(queue_dir)
+        self.relay = relay
         self.script = script or (lambda a, r: ("sent", "2.0.0",
                                                "delivered to maildir"))
         self.delay = delay
@@ -176,7 +178,7 @@ class FakeAgent:
         self.lock = threading.Lock()
         self.running = 0
         self.max_running = 0
-        path = os.path.join(self.queue_dir, "private", "local")
+        path = os.path.join(self.queue_dir, "private", service)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
             os.unlink(path)
@@ -246,7 +248,8 @@ class FakeAgent:
             for i, (status, dsn, reason) in answers:
                 out.append("result=" + attr_escape(
                     "%d %s %s %s" % (i, status, dsn, xtext(reason))))
-            out.append("relay=local")
+            out.append("relay=" + attr_escape(
+                self.relay(req) if callable(self.relay) else self.relay))
             out.append("status=0")
             conn.sendall(("\n".join(out) + "\n\n").encode())
         except OSError:
@@ -335,15 +338,19 @@ def q(instance):
     ctx.inst = instance
     ctx.queue = instance.queue_dir
     ctx.agent = None
+    ctx.agents = []
     ctx.qmgr = None
     instance.write_main_cf(minimal_backoff_time="300s",
                            maximal_backoff_time="4000s",
                            queue_run_delay="300s",
                            daemon_timeout="30s")
 
-    def start_agent(script=None, delay=0.0):
-        ctx.agent = FakeAgent(ctx.queue, script, delay)
-        return ctx.agent
+    def start_agent(script=None, delay=0.0, service="local", relay="local"):
+        agent = FakeAgent(ctx.queue, script, delay, service, relay)
+        ctx.agents.append(agent)
+        if service == "local":
+            ctx.agent = agent
+        return agent
 
     def start_qmgr(wakeup=300):
         ctx.qmgr = Qmgr(instance, wakeup)
@@ -354,8 +361,8 @@ def q(instance):
     yield ctx
     if ctx.qmgr is not None:
         ctx.qmgr.stop()
-    if ctx.agent is not None:
-        ctx.agent.stop()
+    for agent in ctx.agents:
+        agent.stop()
 
 
 def wait_log(inst, text, timeout=10):
@@ -719,15 +726,15 @@ def test_hold_is_never_touched(q):
     assert agent.requests == []
 
 
-def test_relay_recipient_is_deferred_with_a_clear_reason(q):
+def test_relay_recipient_goes_to_the_smtp_transport(q):
     agent = q.start_agent()
     qid = write_queue_file(q.queue, "alice@example.test",
                            ["someone@elsewhere.example"], MESSAGE)
     q.start_qmgr()
-    wait_log(q.inst, "status=deferred (relay delivery is not available "
-             "yet (smtp transport))")
+    # No smtp agent runs here: the smtp transport is unavailable.
+    wait_log(q.inst, "status=deferred (delivery agent smtp unavailable")
     line = log_line(q.inst, qid, "to=<someone@elsewhere.example>")
-    assert "relay=none" in line and "dsn=4.3.5" in line
+    assert "relay=smtp" in line and "dsn=4.3.0" in line
     q.inst.wait_for(lambda: where(q.queue, qid) == ["deferred"],
                     what="file in deferred/")
     assert agent.requests == []

@@ -532,17 +532,6 @@ def test_slow_final_reply_crosses_the_data_done_timeout(relay):
                       "more than once")
 
 
-def test_tls_required_level_defers_until_tls_exists(relay):
-    relay.zones(MX_B)
-    relay.inst.write_main_cf(smtp_tls_security_level="encrypt")
-    sink = relay.sink()
-    agent = relay.agent()
-    qid = relay.queue(["bob@b.test"])
-    r = agent.deliver(qid, f"b.test:{sink.port}", ["bob@b.test"])
-    assert r["bob@b.test"][:2] == ("deferred", "4.7.4"), r.results
-    assert sink.connections == 0
-
-
 # --- LMTP -----------------------------------------------------------------
 
 def test_lmtp_over_a_unix_socket_gives_per_recipient_results(relay):

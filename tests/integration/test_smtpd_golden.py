@@ -10,6 +10,8 @@ Script lines (NAME.in):
     # text              a comment
     #! name = value     a main.cf setting for this script
     #! client = ADDR    the client's address (TERN_SMTPD_CLIENT_ADDR)
+    #! sasl_user = NAME PASSWORD
+                        a user in the instance's sasldb (saslpasswd2)
     #! pregreet         send the first line before reading the greeting
     TEXT                send TEXT CRLF; read one reply (none inside DATA
                         after a 354, until the "." line; none after a
@@ -247,6 +249,7 @@ def run_script(inst, path):
     settings = dict(BASE)
     client = None
     pregreet = False
+    sasl_users = []
     body = []
     for line in path.read_text().splitlines():
         if line.startswith("#!"):
@@ -258,11 +261,15 @@ def run_script(inst, path):
             name, value = name.strip(), value.strip()
             if name == "client":
                 client = value
+            elif name == "sasl_user":
+                sasl_users.append(value.split(None, 1))
             else:
                 settings[name] = value
         elif not line.startswith("#"):
             body.append(line)
     inst.write_main_cf(**settings)
+    for user, password in sasl_users:
+        inst.add_sasl_user(user, password)
     for d in ("incoming", "active", "deferred", "hold", "corrupt",
               "maildrop", "private", "public"):
         (inst.queue_dir / d).mkdir(mode=0o700, exist_ok=True)

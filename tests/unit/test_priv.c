@@ -1,8 +1,10 @@
 /*
- * test_priv - user lookups, privilege drops that cannot be undone, and
- * children that start clean (no stray descriptors, signals at their
- * defaults), whose output is captured up to a limit, whose failures to
- * start are explained, and who are killed when they run too long.
+ * test_priv - user lookups, privilege drops that cannot be undone,
+ * switches of the effective ids that can (files made meanwhile are the
+ * user's), cached supplementary groups, and children that start clean
+ * (no stray descriptors, signals at their defaults), whose output is
+ * captured up to a limit, whose failures to start are explained, and
+ * who are killed when they run too long.
  *
  * Runs as root or not: tests that need root skip themselves otherwise.
  */
@@ -13,6 +15,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +137,167 @@ drop_to_another_user_is_for_good_or_refused(void **state)
 		assert_true(in_child(drop_to_nobody));
 	else
 		assert_true(in_child(drop_to_other_as_non_root));
+}
+
+/* Is the process's list of supplementary groups exactly g[0..n)? */
+static int
+groups_are(const gid_t *g, size_t n)
+{
+	gid_t have[256];
+	int k = getgroups(256, have);
+
+	if (k < 0 || (size_t)k != n)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t j;
+
+		for (j = 0; j < n && have[j] != g[i]; j++)
+			;
+		if (j == n)
+			return 0;
+	}
+	return 1;
+}
+
+static char switch_dir[] = "/tmp/test_priv_switch.XXXXXX";
+
+/* As root: a switch to nobody and back, twice. */
+static int
+switch_to_nobody_and_back(void)
+{
+	struct stat st;
+	gid_t before[256], *g;
+	size_t ng;
+	char *mine, *secret;
+	int nbefore, fd, round;
+	gid_t egid = getegid();
+
+	if ((nbefore = getgroups(256, before)) < 0)
+		return 1;
+	secret = xasprintf("%s/secret", switch_dir);
+	if ((fd = open(secret, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
+		return 2;
+	close(fd);
+	priv_groups_lookup(NOBODY, NOBODY, "nobody", &g, &ng);
+	for (round = 0; round < 2; round++) {
+		if (priv_set_euid(NOBODY, NOBODY, g, ng) < 0)
+			return 10;
+		if (geteuid() != NOBODY || getegid() != NOBODY ||
+		    getuid() != 0 || !groups_are(g, ng))
+			return 11;
+		/* What is created is nobody's; what only root may read is
+		 * out of reach. */
+		mine = xasprintf("%s/mine%d", switch_dir, round);
+		if ((fd = open(mine, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0)
+			return 12;
+		close(fd);
+		if (stat(mine, &st) < 0 || st.st_uid != NOBODY ||
+		    st.st_gid != NOBODY)
+			return 13;
+		free(mine);
+		if (open(secret, O_RDONLY) >= 0 || errno != EACCES)
+			return 14;
+		if (priv_restore_root() < 0)
+			return 20;
+		if (geteuid() != 0 || getuid() != 0 || getegid() != egid ||
+		    !groups_are(before, (size_t)nbefore))
+			return 21;
+		if ((fd = open(secret, O_RDONLY)) < 0)
+			return 22;
+		close(fd);
+		/* Restoring twice is harmless. */
+		if (priv_restore_root() < 0 || geteuid() != 0)
+			return 23;
+	}
+	free(g);
+	free(secret);
+	return 0;
+}
+
+static void
+switch_as_root_makes_files_the_users_and_switches_back(void **state)
+{
+	char *p;
+
+	if (geteuid() != 0)
+		skip();
+	assert_non_null(mkdtemp(switch_dir));
+	assert_int_equal(chmod(switch_dir, 01777), 0);
+	assert_true(in_child(switch_to_nobody_and_back));
+	for (int i = 0; i < 2; i++) {
+		p = xasprintf("%s/mine%d", switch_dir, i);
+		assert_int_equal(unlink(p), 0);
+		free(p);
+	}
+	p = xasprintf("%s/secret", switch_dir);
+	assert_int_equal(unlink(p), 0);
+	free(p);
+	assert_int_equal(rmdir(switch_dir), 0);
+}
+
+/* Not root (dropping to nobody first when we are). */
+static int
+switch_without_root(void)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (geteuid() == 0 && priv_drop(NOBODY, NOBODY, NULL) < 0)
+		return 1;
+	uid = getuid();
+	gid = getgid();
+	if (priv_set_euid(uid, gid, NULL, 0) < 0)
+		return 2;
+	if (geteuid() != uid || getegid() != gid || priv_restore_root() < 0 ||
+	    geteuid() != uid)
+		return 3;
+	errno = 0;
+	if (priv_set_euid(uid + 1, gid, NULL, 0) != -1 || errno != EPERM)
+		return 4;
+	errno = 0;
+	if (priv_set_euid(uid, gid + 1, NULL, 0) != -1 || errno != EPERM)
+		return 5;
+	errno = 0;
+	if (priv_set_euid(0, 0, NULL, 0) != -1 || errno != EPERM)
+		return 6;
+	if (priv_restore_root() < 0 || geteuid() != uid || getegid() != gid)
+		return 7;
+	return 0;
+}
+
+static void
+switch_without_root_is_a_noop_to_self_and_refused_to_others(void **state)
+{
+	assert_true(in_child(switch_without_root));
+}
+
+static void
+groups_lookup_is_getgrouplist_and_gid_alone_for_unknown_users(void **state)
+{
+	gid_t want[256], *g;
+	int nwant = 256;
+	size_t ng;
+
+	assert_true(getgrouplist("root", 0, want, &nwant) >= 0);
+	/* Asked again, after enough other users to evict it: the same. */
+	for (int round = 0; round < 2; round++) {
+		priv_groups_lookup(0, 0, "root", &g, &ng);
+		assert_int_equal(ng, (size_t)nwant);
+		assert_memory_equal(g, want, ng * sizeof(*g));
+		free(g);
+		for (unsigned i = 0; i < 40; i++) {
+			priv_groups_lookup(4000000001U, 12345 + i,
+			    i % 2 ? NULL : "tern-no-such-user", &g, &ng);
+			assert_int_equal(ng, 1);
+			assert_int_equal(g[0], 12345 + i);
+			free(g);
+		}
+	}
+	/* By uid alone: the account's name. */
+	priv_groups_lookup(0, 0, NULL, &g, &ng);
+	assert_int_equal(ng, (size_t)nwant);
+	assert_memory_equal(g, want, ng * sizeof(*g));
+	free(g);
 }
 
 static char chroot_dir[] = "/tmp/test_priv.XXXXXX";
@@ -404,6 +568,21 @@ run_as_another_user_when_root(void **state)
 	    &out, 5, &status, &err), 0);
 	assert_null(strstr(buf_cstr(&out), " 0"));
 	assert_true(strncmp(buf_cstr(&out), "0", 1) != 0);
+	/* The groups nobody's account has, and no other. */
+	{
+		gid_t want[256];
+		int n = 256;
+		struct buf expect;
+
+		assert_true(getgrouplist("nobody", NOBODY, want, &n) >= 0);
+		buf_init(&expect, BUF_NOMAX);
+		for (int i = 0; i < n; i++)
+			(void)buf_printf(&expect, "%s%ld", i ? " " : "",
+			    (long)want[i]);
+		(void)buf_putc(&expect, '\n');
+		assert_string_equal(buf_cstr(&out), buf_cstr(&expect));
+		buf_free(&expect);
+	}
 	buf_free(&out);
 }
 
@@ -426,6 +605,9 @@ main(void)
 		cmocka_unit_test(spawn_uses_cwd_and_only_the_given_environment),
 		cmocka_unit_test(spawn_closes_other_descriptors_and_resets_signals),
 		cmocka_unit_test(run_as_another_user_when_root),
+		cmocka_unit_test(switch_as_root_makes_files_the_users_and_switches_back),
+		cmocka_unit_test(switch_without_root_is_a_noop_to_self_and_refused_to_others),
+		cmocka_unit_test(groups_lookup_is_getgrouplist_and_gid_alone_for_unknown_users),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -369,11 +369,51 @@ report_is_queued_from_the_null_sender_to_the_sender(void **state)
 	config_reset();
 }
 
+static void
+delay_warning_says_delayed_and_returns_only_the_headers(void **state)
+{
+	static const struct qmgr_dsn_rcpt r[] = {
+		{ "bob@b.test", NULL, "4.4.1",
+		    "connect to mx.b.test[192.0.2.1]:25: Connection refused" },
+	};
+	struct qmgr_dsn_info in;
+	char until[64], *t, *want;
+
+	info_init(&in);
+	in.delayed = 1;
+	in.retry_until = in.arrival + 5 * 86400;
+	t = render(&in, r, 1);
+	assert_true(has_line(t, "Subject: Delayed Mail (still being retried)"));
+	assert_non_null(strstr(t, "This is a warning only"));
+	assert_true(has_line(t, "Action: delayed"));
+	assert_null(strstr(t, "Action: failed"));
+	assert_true(has_line(t, "Status: 4.4.1"));
+	qmgr_rfc5322_date(until, sizeof(until), in.retry_until);
+	want = xasprintf("Will-Retry-Until: %s", until);
+	assert_true(has_line(t, want));
+	free(want);
+	/* Only the header of the original, even without RET=HDRS. */
+	assert_true(has_line(t, "Content-Type: text/rfc822-headers"));
+	assert_null(strstr(t, "message/rfc822"));
+	assert_true(has_line(t, "Subject: hello"));
+	assert_null(strstr(t, "line one of the body"));
+	free(t);
+
+	/* A failure report has none of it. */
+	in.delayed = 0;
+	t = render(&in, one_rcpt, 1);
+	assert_null(strstr(t, "Will-Retry-Until"));
+	assert_null(strstr(t, "Action: delayed"));
+	free(t);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(report_has_the_rfc3464_structure),
+		cmocka_unit_test(
+		    delay_warning_says_delayed_and_returns_only_the_headers),
 		cmocka_unit_test(status_part_has_message_and_recipient_fields),
 		cmocka_unit_test(remote_server_reply_is_an_smtp_diagnostic),
 		cmocka_unit_test(original_message_is_returned_whole_when_small),

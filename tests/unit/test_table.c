@@ -858,6 +858,181 @@ aliases_lmdb_build_uses_colon_syntax(void **state)
 	free(spec);
 }
 
+/* Walk a table opened from spec into w, expecting success. */
+static void
+walk_ok(const char *spec, struct walked *w)
+{
+	struct table *t = open_ok(spec);
+	char *err = NULL;
+
+	w->text[0] = '\0';
+	if (table_walk(t, collect, w, &err) != 0)
+		fail_msg("walk %s: %s", spec, err);
+	table_close(t);
+}
+
+static void
+table_walk_lists_keyed_tables_and_refuses_pattern_tables(void **state)
+{
+	struct walked w;
+	struct table *t;
+	char *path, *spec, *err = NULL;
+	const char *refused[] = { "static:", "regexp:", "cidr:", "unix:" };
+
+	path = build_lmdb("walk", "Zed z\nalice a\nALICE again\n");
+	spec = xasprintf("lmdb:%s", path);
+	walk_ok(spec, &w);
+	assert_string_equal(w.text, "[alice|a][zed|z]");
+	free(spec);
+	spec = xasprintf("texthash:%s", path);
+	walk_ok(spec, &w);
+	assert_string_equal(w.text, "[alice|a][zed|z]");
+	free(spec);
+	walk_ok("inline:{ Zed=z, alice=a, ALICE=again }", &w);
+	assert_string_equal(w.text, "[zed|z][alice|a]");
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		/* The file is no regexp or cidr table: no matter here. */
+		spec = xasprintf("%s%s", refused[i], i == 3 ?
+		    "passwd.byname" : path);
+		t = open_ok(spec);
+		assert_int_equal(table_walk(t, collect, &w, &err), -1);
+		if (strstr(err, "cannot be listed") == NULL)
+			fail_msg("%s: %s", spec, err);
+		free(err);
+		err = NULL;
+		table_close(t);
+		free(spec);
+	}
+
+	/* A table that cannot be read is an error, not an empty list. */
+	t = open_ok("lmdb:/nonexistent/tern/walk");
+	assert_int_equal(table_walk(t, collect, &w, &err), -1);
+	assert_non_null(strstr(err, "/nonexistent/tern/walk.lmdb"));
+	free(err);
+	table_close(t);
+	free(path);
+}
+
+static void
+lmdb_update_adds_replaces_and_deletes_in_one_replacement(void **state)
+{
+	struct walked w = { "" };
+	struct stat before, after;
+	struct table *t;
+	char *path, *file, *spec, *err = NULL;
+	char *del[] = { "BOB", "nobody", "bob", NULL };
+	char *keys[] = { "Carol", "alice", "carol" };
+	char *values[] = { "c", "A2", "second carol" };
+	size_t n;
+
+	path = build_lmdb("update", "alice a\nbob b\ndave d\n");
+	assert_int_equal(chmod(path, 0600), 0);
+	free(build_lmdb("update", "alice a\nbob b\ndave d\n"));
+	file = xasprintf("%s.lmdb", path);
+	spec = xasprintf("lmdb:%s", path);
+	t = open_ok(spec);
+	expect(t, "bob", "b");
+	assert_int_equal(stat(file, &before), 0);
+
+	if (table_lmdb_update(path, del, keys, values, 3, &n, &err) != 0)
+		fail_msg("update: %s", err);
+	assert_int_equal(n, 1);
+	assert_int_equal(table_lmdb_walk(path, collect, &w, &err), 0);
+	/* The first of two new entries for a key wins, as in a build. */
+	assert_string_equal(w.text, "[alice|A2][carol|c][dave|d]");
+	/* A new file took the old one's place, with its mode. */
+	assert_int_equal(stat(file, &after), 0);
+	assert_true(after.st_ino != before.st_ino);
+	assert_int_equal(after.st_mode & 07777, 0600);
+	/* A table a server holds open sees the change. */
+	expect(t, "bob", NULL);
+	expect(t, "alice", "A2");
+	table_close(t);
+	free(file);
+	free(spec);
+	free(path);
+}
+
+static void
+lmdb_update_with_nothing_to_do_leaves_the_file_alone(void **state)
+{
+	struct stat before, after;
+	char *path, *file, *err = NULL;
+	char *del[] = { "nobody", NULL };
+	size_t n = 99;
+
+	path = build_lmdb("same", "alice a\n");
+	file = xasprintf("%s.lmdb", path);
+	assert_int_equal(stat(file, &before), 0);
+	assert_int_equal(table_lmdb_update(path, del, NULL, NULL, 0, &n,
+	    &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(stat(file, &after), 0);
+	assert_int_equal(after.st_ino, before.st_ino);
+	free(file);
+	free(path);
+}
+
+static void
+lmdb_update_never_takes_a_broken_or_missing_table_as_empty(void **state)
+{
+	struct walked w = { "" };
+	struct stat before, after;
+	char *path, *file, *err = NULL;
+	char *del[] = { "alice", NULL };
+	char *keys[] = { "new" }, *values[] = { "entry" };
+	size_t n;
+
+	/* Deleting from a table that is not there: an error. */
+	path = xasprintf("%s/absent", tmpdir);
+	assert_int_equal(table_lmdb_update(path, del, NULL, NULL, 0, &n,
+	    &err), -1);
+	assert_non_null(strstr(err, "absent.lmdb"));
+	free(err);
+	err = NULL;
+	/* Adding to it starts one. */
+	assert_int_equal(table_lmdb_update(path, NULL, keys, values, 1, NULL,
+	    &err), 0);
+	assert_int_equal(table_lmdb_walk(path, collect, &w, &err), 0);
+	assert_string_equal(w.text, "[new|entry]");
+	free(path);
+
+	/* A truncated table stays as it is: no entry is silently lost. */
+	path = build_lmdb("broken", shared_text);
+	file = xasprintf("%s.lmdb", path);
+	assert_int_equal(stat(file, &before), 0);
+	assert_int_equal(truncate(file, before.st_size - 4096), 0);
+	assert_int_equal(stat(file, &before), 0);
+	assert_int_equal(table_lmdb_update(path, NULL, keys, values, 1, NULL,
+	    &err), -1);
+	assert_non_null(strstr(err, "truncated"));
+	free(err);
+	assert_int_equal(stat(file, &after), 0);
+	assert_int_equal(after.st_ino, before.st_ino);
+	assert_int_equal(after.st_size, before.st_size);
+	free(file);
+	free(path);
+}
+
+static void
+text_walk_fp_reads_a_stream_and_names_it_in_errors(void **state)
+{
+	struct walked w = { "" };
+	char *err = NULL;
+	FILE *fp;
+
+	assert_non_null(fp = tmpfile());
+	fputs("# comment\nKey value\n  continued\nalone\n", fp);
+	rewind(fp);
+	assert_int_equal(table_text_walk_fp(fp, "stdin", 0, collect, &w,
+	    &err), -1);
+	assert_string_equal(w.text, "[Key|value continued]");
+	assert_string_equal(err, "stdin:4: key \"alone\" has no value");
+	free(err);
+	fclose(fp);
+}
+
 int
 main(void)
 {
@@ -884,6 +1059,11 @@ main(void)
 		cmocka_unit_test(text_walk_reads_aliases_syntax),
 		cmocka_unit_test(text_walk_reports_malformed_lines_with_file_and_line),
 		cmocka_unit_test(aliases_lmdb_build_uses_colon_syntax),
+		cmocka_unit_test(table_walk_lists_keyed_tables_and_refuses_pattern_tables),
+		cmocka_unit_test(lmdb_update_adds_replaces_and_deletes_in_one_replacement),
+		cmocka_unit_test(lmdb_update_with_nothing_to_do_leaves_the_file_alone),
+		cmocka_unit_test(lmdb_update_never_takes_a_broken_or_missing_table_as_empty),
+		cmocka_unit_test(text_walk_fp_reads_a_stream_and_names_it_in_errors),
 	};
 
 	return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);

@@ -1,0 +1,260 @@
+/*
+ * qmgr_sched - which delivery starts next: per-destination queues, slow
+ * start, dead destinations and round-robin between destinations.
+ *
+ * qmgr_deliver.c owns the transports (one per transport name in use)
+ * and calls these functions to queue jobs, to pick the next one to
+ * start, and to report how each went. Everything here is bookkeeping in
+ * memory with the time passed in, so tests/unit/test_qmgr_sched.c runs
+ * it without sockets, timers or queue files; nothing here fails.
+ *
+ * The policy, as an operator knows it from Postfix:
+ *	- a destination is (transport, nexthop): all mail for
+ *	  smtp:example.com waits in one queue, whatever message it is in;
+ *	- a message's recipients for one destination go out in requests of
+ *	  at most <transport>_destination_recipient_limit;
+ *	- slow start: a destination may have initial_destination_
+ *	  concurrency deliveries running at first, one more after each
+ *	  delivery that reached it, up to <transport>_destination_
+ *	  concurrency_limit, and one fewer after each that did not;
+ *	- a destination that cannot be reached for a whole pseudo-cohort
+ *	  (as many failed deliveries as its window; the count of cohorts is
+ *	  <transport>_destination_concurrency_failed_cohort_limit) is dead:
+ *	  qmgr_deliver.c defers its mail without connecting until the
+ *	  backoff has passed;
+ *	- destinations take turns: after serving one, the next one in the
+ *	  ring gets the next free slot, so a destination with thousands of
+ *	  messages waiting cannot starve one with three.
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "alloc.h"
+#include "qmgr.h"
+
+struct qmgr_transport *
+qmgr_transport_new(const char *name, const char *service, int dest_limit,
+    int init_window, int total_limit, int cohort_limit, size_t rcpt_limit)
+{
+	struct qmgr_transport *tp = xcalloc(1, sizeof(*tp));
+
+	tp->name = xstrdup(name);
+	tp->service = xstrdup(service);
+	tp->dest_limit = dest_limit > 0 ? dest_limit : 1;
+	tp->init_window = init_window > 0 ? init_window : 1;
+	if (tp->init_window > tp->dest_limit)
+		tp->init_window = tp->dest_limit;
+	tp->total_limit = total_limit > 0 ? total_limit : 1;
+	tp->cohort_limit = cohort_limit > 0 ? cohort_limit : 1;
+	tp->rcpt_limit = rcpt_limit > 0 ? rcpt_limit : 1;
+	return tp;
+}
+
+void
+qmgr_job_free(struct qmgr_job *job)
+{
+	free(job->idx);
+	free(job);
+}
+
+static void
+dest_free(struct qmgr_dest *d)
+{
+	struct qmgr_job *job;
+
+	while ((job = d->head) != NULL) {
+		d->head = job->next;
+		qmgr_job_free(job);
+	}
+	free(d->nexthop);
+	free(d->dead_dsn);
+	free(d->dead_reason);
+	free(d);
+}
+
+void
+qmgr_transport_free(struct qmgr_transport *tp)
+{
+	struct qmgr_dest *d;
+
+	while ((d = tp->dests) != NULL) {
+		tp->dests = d->next;
+		dest_free(d);
+	}
+	free(tp->name);
+	free(tp->service);
+	free(tp);
+}
+
+struct qmgr_dest *
+qmgr_dest_get(struct qmgr_transport *tp, const char *nexthop)
+{
+	struct qmgr_dest *d, **pp;
+
+	for (d = tp->dests; d != NULL; d = d->next)
+		if (strcasecmp(d->nexthop, nexthop) == 0)
+			return d;
+	d = xcalloc(1, sizeof(*d));
+	d->tp = tp;
+	d->nexthop = xstrdup(nexthop);
+	d->window = tp->init_window;
+	/* At the end of the ring: a newcomer waits its turn like the
+	 * others instead of jumping ahead of destinations already
+	 * waiting. */
+	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
+		;
+	*pp = d;
+	return d;
+}
+
+int
+qmgr_dest_release(struct qmgr_dest *d)
+{
+	struct qmgr_transport *tp = d->tp;
+	struct qmgr_dest **pp;
+
+	/* A dead destination is kept: its state is what stops new
+	 * connections until the backoff is over. */
+	if (d->head != NULL || d->active > 0 || d->dead)
+		return 0;
+	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == d) {
+			*pp = d->next;
+			break;
+		}
+	if (tp->cursor == d)
+		tp->cursor = NULL;
+	dest_free(d);
+	return 1;
+}
+
+size_t
+qmgr_dest_enqueue(struct qmgr_dest *d, struct qmgr_message *msg,
+    const size_t *idx, size_t n, int fallback)
+{
+	size_t off, take, jobs = 0, limit = d->tp->rcpt_limit;
+	struct qmgr_job *job;
+
+	for (off = 0; off < n; off += take) {
+		take = n - off < limit ? n - off : limit;
+		job = xcalloc(1, sizeof(*job));
+		job->msg = msg;
+		job->dest = d;
+		job->n = take;
+		job->fallback = fallback;
+		job->idx = xreallocarray(NULL, take, sizeof(size_t));
+		memcpy(job->idx, idx + off, take * sizeof(size_t));
+		if (d->tail != NULL)
+			d->tail->next = job;
+		else
+			d->head = job;
+		d->tail = job;
+		d->waiting++;
+		msg->jobs++;
+		jobs++;
+	}
+	return jobs;
+}
+
+struct qmgr_job *
+qmgr_dest_pop(struct qmgr_dest *d)
+{
+	struct qmgr_job *job = d->head;
+
+	if (job == NULL)
+		return NULL;
+	if ((d->head = job->next) == NULL)
+		d->tail = NULL;
+	job->next = NULL;
+	d->waiting--;
+	return job;
+}
+
+struct qmgr_job *
+qmgr_sched_next(struct qmgr_transport *tp)
+{
+	struct qmgr_dest *start, *d;
+	struct qmgr_job *job;
+
+	if (tp->dests == NULL || tp->active >= tp->total_limit)
+		return NULL;
+	start = tp->cursor != NULL && tp->cursor->next != NULL ?
+	    tp->cursor->next : tp->dests;
+	d = start;
+	do {
+		if (d->head != NULL && !d->dead && d->active < d->window) {
+			job = qmgr_dest_pop(d);
+			tp->cursor = d;
+			tp->active++;
+			d->active++;
+			return job;
+		}
+		d = d->next != NULL ? d->next : tp->dests;
+	} while (d != start);
+	return NULL;
+}
+
+void
+qmgr_sched_done(struct qmgr_job *job)
+{
+	job->dest->tp->active--;
+	job->dest->active--;
+}
+
+void
+qmgr_dest_success(struct qmgr_dest *d)
+{
+	if (d->window < d->tp->dest_limit)
+		d->window++;
+	d->failed = 0;
+}
+
+int
+qmgr_dest_failure(struct qmgr_dest *d, const char *dsn, const char *reason,
+    double now, unsigned long backoff)
+{
+	/* One failure is 1/window of a pseudo-cohort: with 5 deliveries
+	 * allowed, it takes about 5 failures in a row to count as one
+	 * whole cohort; with 1, a single failure does. */
+	d->failed += 1.0 / (double)d->window;
+	if (d->window > 1)
+		d->window--;
+	if (d->dead || d->failed + 1e-9 < d->tp->cohort_limit)
+		return 0;
+	d->dead = 1;
+	d->dead_until = now + (double)backoff;
+	free(d->dead_dsn);
+	free(d->dead_reason);
+	d->dead_dsn = xstrdup(dsn);
+	d->dead_reason = xstrdup(reason);
+	return 1;
+}
+
+void
+qmgr_dest_revive(struct qmgr_dest *d)
+{
+	d->dead = 0;
+	d->dead_until = 0;
+	d->failed = 0;
+	d->window = d->tp->init_window;
+	free(d->dead_dsn);
+	free(d->dead_reason);
+	d->dead_dsn = d->dead_reason = NULL;
+}
+
+int
+qmgr_site_failure(const char *const *dsn, const int *deferred, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!deferred[i] || dsn[i] == NULL ||
+		    strncmp(dsn[i], "4.4.", 4) != 0)
+			return 0;
+	return 1;
+}

@@ -1,0 +1,380 @@
+/*
+ * test_qmgr_sched - qmgr's per-destination scheduling (qmgr/qmgr_sched.c):
+ * recipient-limit splitting, slow start, the failed-cohort rule that
+ * makes a destination dead and its revival, round-robin between
+ * destinations so that a huge one cannot starve a small one, the
+ * transport's process limit, and which agent replies count as "could
+ * not reach the destination".
+ */
+#include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "qmgr.h"
+
+/* qmgr_sched.c does not use the process state; qmgr.h declares it. */
+struct qmgr_state qmgr;
+
+/* A transport: name, dest limit, initial window, process limit,
+ * failed-cohort limit, recipient limit. */
+static struct qmgr_transport *
+transport(int dest_limit, int init, int total, int cohort, size_t rcpts)
+{
+	return qmgr_transport_new("smtp", "smtp", dest_limit, init, total,
+	    cohort, rcpts);
+}
+
+/* Queue count one-recipient jobs of msg for d. */
+static void
+queue_jobs(struct qmgr_dest *d, struct qmgr_message *msg, size_t count)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		assert_int_equal(qmgr_dest_enqueue(d, msg, &i, 1, -1), 1);
+}
+
+/* Start the next job and end it at once; its destination's name, or
+ * NULL when nothing may start. */
+static const char *
+run_one(struct qmgr_transport *tp)
+{
+	static char name[64];
+	struct qmgr_job *job = qmgr_sched_next(tp);
+
+	if (job == NULL)
+		return NULL;
+	strncpy(name, job->dest->nexthop, sizeof(name) - 1);
+	qmgr_sched_done(job);
+	qmgr_dest_success(job->dest);
+	qmgr_job_free(job);
+	return name;
+}
+
+static void
+recipient_limit_splits_a_group_into_requests(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 5, 100, 1, 3);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_message msg;
+	size_t idx[7] = { 0, 2, 3, 5, 6, 8, 9 };
+	struct qmgr_job *job;
+
+	memset(&msg, 0, sizeof(msg));
+	assert_int_equal(qmgr_dest_enqueue(d, &msg, idx, 7, 0), 3);
+	assert_int_equal(msg.jobs, 3);
+	assert_int_equal(d->waiting, 3);
+	job = qmgr_dest_pop(d);
+	assert_int_equal(job->n, 3);
+	assert_int_equal(job->idx[0], 0);
+	assert_int_equal(job->idx[2], 3);
+	assert_int_equal(job->fallback, 0);
+	qmgr_job_free(job);
+	job = qmgr_dest_pop(d);
+	assert_int_equal(job->n, 3);
+	assert_int_equal(job->idx[0], 5);
+	qmgr_job_free(job);
+	job = qmgr_dest_pop(d);
+	assert_int_equal(job->n, 1);
+	assert_int_equal(job->idx[0], 9);
+	qmgr_job_free(job);
+	assert_null(qmgr_dest_pop(d));
+	assert_int_equal(d->waiting, 0);
+	qmgr_transport_free(tp);
+}
+
+static void
+destinations_are_per_nexthop_without_regard_to_case(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 5, 100, 1, 50);
+	struct qmgr_dest *a = qmgr_dest_get(tp, "B.test");
+
+	assert_ptr_equal(qmgr_dest_get(tp, "b.TEST"), a);
+	assert_ptr_not_equal(qmgr_dest_get(tp, "[b.test]"), a);
+	qmgr_transport_free(tp);
+}
+
+static void
+slow_start_grows_the_window_by_one_per_success(void **state)
+{
+	struct qmgr_transport *tp = transport(4, 2, 100, 1, 50);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_message msg;
+	struct qmgr_job *j[4];
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(d, &msg, 10);
+	assert_int_equal(d->window, 2);
+	j[0] = qmgr_sched_next(tp);
+	j[1] = qmgr_sched_next(tp);
+	assert_non_null(j[0]);
+	assert_non_null(j[1]);
+	assert_null(qmgr_sched_next(tp));	/* window 2 is full */
+
+	qmgr_sched_done(j[0]);
+	qmgr_dest_success(d);
+	qmgr_job_free(j[0]);
+	assert_int_equal(d->window, 3);
+	j[0] = qmgr_sched_next(tp);
+	j[2] = qmgr_sched_next(tp);
+	assert_non_null(j[0]);
+	assert_non_null(j[2]);
+	assert_null(qmgr_sched_next(tp));	/* 3 running, window 3 */
+
+	/* Never past the destination's concurrency limit. */
+	qmgr_dest_success(d);
+	qmgr_dest_success(d);
+	qmgr_dest_success(d);
+	assert_int_equal(d->window, 4);
+	j[3] = qmgr_sched_next(tp);
+	assert_non_null(j[3]);
+	assert_null(qmgr_sched_next(tp));
+	assert_int_equal(d->active, 4);
+	for (size_t i = 0; i < 4; i++) {
+		qmgr_sched_done(j[i]);
+		qmgr_job_free(j[i]);
+	}
+	assert_int_equal(d->active, 0);
+	assert_int_equal(tp->active, 0);
+	qmgr_transport_free(tp);
+}
+
+static void
+initial_window_is_capped_by_the_limit(void **state)
+{
+	struct qmgr_transport *tp = transport(2, 5, 100, 1, 50);
+
+	assert_int_equal(qmgr_dest_get(tp, "b.test")->window, 2);
+	qmgr_transport_free(tp);
+}
+
+static void
+one_failure_at_window_one_makes_the_destination_dead(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 1, 100, 1, 50);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_message msg;
+	struct qmgr_job *job;
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(d, &msg, 3);
+	job = qmgr_sched_next(tp);
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "connect to "
+	    "mx.b.test[127.0.0.2]:25: Connection refused", 1000.0, 300), 1);
+	assert_true(d->dead);
+	assert_true(d->dead_until > 1299.9 && d->dead_until < 1300.1);
+	assert_string_equal(d->dead_dsn, "4.4.1");
+	assert_non_null(strstr(d->dead_reason, "Connection refused"));
+	/* Mail waits there, but nothing starts: no new connections. */
+	assert_int_equal(d->waiting, 2);
+	assert_null(qmgr_sched_next(tp));
+	/* A dead destination is kept even when idle. */
+	while ((job = qmgr_dest_pop(d)) != NULL)
+		qmgr_job_free(job);
+	assert_int_equal(qmgr_dest_release(d), 0);
+
+	/* Revived: back to the initial window, failures forgotten. */
+	queue_jobs(d, &msg, 1);
+	qmgr_dest_revive(d);
+	assert_false(d->dead);
+	assert_null(d->dead_reason);
+	assert_int_equal(d->window, 1);
+	assert_true(d->failed == 0);
+	job = qmgr_sched_next(tp);
+	assert_non_null(job);
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	assert_int_equal(qmgr_dest_release(d), 1);
+	assert_null(tp->dests);
+	qmgr_transport_free(tp);
+}
+
+static void
+failures_count_in_cohorts_of_the_window(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 3, 100, 1, 50);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+
+	/* 1/3 + 1/2 of a cohort, the window shrinking 3 -> 2 -> 1... */
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 0);
+	assert_int_equal(d->window, 2);
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 0);
+	assert_int_equal(d->window, 1);
+	/* ...then 1/1: past one whole cohort. */
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 1);
+	assert_int_equal(d->window, 1);
+	qmgr_transport_free(tp);
+
+	/* A success in between forgets the failures and grows again. */
+	tp = transport(10, 2, 100, 1, 50);
+	d = qmgr_dest_get(tp, "b.test");
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 0);
+	assert_int_equal(d->window, 1);
+	qmgr_dest_success(d);
+	assert_int_equal(d->window, 2);
+	assert_true(d->failed == 0);
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 0);
+	assert_false(d->dead);
+	qmgr_transport_free(tp);
+
+	/* A cohort limit of 2 takes two whole cohorts at window 1. */
+	tp = transport(10, 1, 100, 2, 50);
+	d = qmgr_dest_get(tp, "b.test");
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 0);
+	assert_int_equal(qmgr_dest_failure(d, "4.4.1", "x", 0, 60), 1);
+	qmgr_transport_free(tp);
+}
+
+/* The destinations served, one job at a time, as "a b c ...". */
+static void
+serve_all(struct qmgr_transport *tp, char *out, size_t outlen)
+{
+	const char *name;
+
+	out[0] = '\0';
+	while ((name = run_one(tp)) != NULL) {
+		if (out[0] != '\0')
+			strncat(out, " ", outlen - strlen(out) - 1);
+		strncat(out, name, outlen - strlen(out) - 1);
+	}
+}
+
+static void
+destinations_take_turns(void **state)
+{
+	/* One process for the whole transport: one job at a time. */
+	struct qmgr_transport *tp = transport(10, 10, 1, 1, 50);
+	struct qmgr_message msg;
+	char order[256];
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(qmgr_dest_get(tp, "a"), &msg, 5);
+	queue_jobs(qmgr_dest_get(tp, "b"), &msg, 2);
+	queue_jobs(qmgr_dest_get(tp, "c"), &msg, 1);
+	serve_all(tp, order, sizeof(order));
+	assert_string_equal(order, "a b c a b a a a");
+	qmgr_transport_free(tp);
+}
+
+static void
+a_newcomer_is_served_before_the_busy_destination_again(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 10, 1, 1, 50);
+	struct qmgr_dest *big = qmgr_dest_get(tp, "big");
+	struct qmgr_message msg;
+	char order[1024];
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(big, &msg, 100);
+	assert_string_equal(run_one(tp), "big");
+	assert_string_equal(run_one(tp), "big");
+	/* Mail for another destination arrives behind 98 waiting jobs. */
+	queue_jobs(qmgr_dest_get(tp, "small"), &msg, 2);
+	assert_string_equal(run_one(tp), "small");
+	assert_string_equal(run_one(tp), "big");
+	assert_string_equal(run_one(tp), "small");
+	serve_all(tp, order, sizeof(order));
+	assert_int_equal(strlen(order), 97 * 4 - 1);	/* "big" x 97 */
+	assert_int_equal(big->waiting, 0);
+	qmgr_transport_free(tp);
+}
+
+static void
+busy_destination_at_its_limit_leaves_slots_to_others(void **state)
+{
+	/* 3 processes; "big" may use 2 of them at once. */
+	struct qmgr_transport *tp = transport(2, 2, 3, 1, 50);
+	struct qmgr_message msg;
+	struct qmgr_job *j[4];
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(qmgr_dest_get(tp, "big"), &msg, 60);
+	j[0] = qmgr_sched_next(tp);
+	j[1] = qmgr_sched_next(tp);
+	assert_null(qmgr_sched_next(tp));
+	queue_jobs(qmgr_dest_get(tp, "small"), &msg, 3);
+	j[2] = qmgr_sched_next(tp);
+	assert_non_null(j[2]);
+	assert_string_equal(j[2]->dest->nexthop, "small");
+	/* The transport's process limit holds for everyone. */
+	assert_null(qmgr_sched_next(tp));
+	assert_int_equal(tp->active, 3);
+	/* A slot frees: the turn after "small" is "big"'s again. */
+	qmgr_sched_done(j[0]);
+	qmgr_job_free(j[0]);
+	j[3] = qmgr_sched_next(tp);
+	assert_string_equal(j[3]->dest->nexthop, "big");
+	for (size_t i = 1; i < 4; i++) {
+		qmgr_sched_done(j[i]);
+		qmgr_job_free(j[i]);
+	}
+	qmgr_transport_free(tp);
+}
+
+static void
+dead_destination_does_not_hold_up_the_others(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 1, 1, 1, 50);
+	struct qmgr_dest *dead = qmgr_dest_get(tp, "dead");
+	struct qmgr_message msg;
+	char order[256];
+
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(dead, &msg, 3);
+	queue_jobs(qmgr_dest_get(tp, "alive"), &msg, 2);
+	assert_int_equal(qmgr_dest_failure(dead, "4.4.1", "refused", 0, 60),
+	    1);
+	serve_all(tp, order, sizeof(order));
+	assert_string_equal(order, "alive alive");
+	assert_int_equal(dead->waiting, 3);
+	qmgr_transport_free(tp);
+}
+
+static void
+only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure(
+    void **state)
+{
+	const char *refused[] = { "4.4.1", "4.4.1" };
+	const char *dns[] = { "4.4.3" };
+	const char *mixed[] = { "4.4.1", "4.2.0" };
+	const char *missing[] = { "4.4.1", NULL };
+	int all[] = { 1, 1 }, one_sent[] = { 1, 0 };
+
+	assert_true(qmgr_site_failure(refused, all, 2));
+	assert_true(qmgr_site_failure(dns, all, 1));
+	/* The server answered for one recipient: it was reached. */
+	assert_false(qmgr_site_failure(mixed, all, 2));
+	assert_false(qmgr_site_failure(refused, one_sent, 2));
+	assert_false(qmgr_site_failure(missing, all, 2));
+	assert_false(qmgr_site_failure(refused, all, 0));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(recipient_limit_splits_a_group_into_requests),
+		cmocka_unit_test(
+		    destinations_are_per_nexthop_without_regard_to_case),
+		cmocka_unit_test(
+		    slow_start_grows_the_window_by_one_per_success),
+		cmocka_unit_test(initial_window_is_capped_by_the_limit),
+		cmocka_unit_test(
+		    one_failure_at_window_one_makes_the_destination_dead),
+		cmocka_unit_test(failures_count_in_cohorts_of_the_window),
+		cmocka_unit_test(destinations_take_turns),
+		cmocka_unit_test(
+		    a_newcomer_is_served_before_the_busy_destination_again),
+		cmocka_unit_test(
+		    busy_destination_at_its_limit_leaves_slots_to_others),
+		cmocka_unit_test(dead_destination_does_not_hold_up_the_others),
+		cmocka_unit_test(
+	only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
