@@ -1258,12 +1258,21 @@ smtpd_pre_jail(void)
 	smtpd_authfail_init();
 }
 
+/* After a chroot the queue is "/": the skeleton has said so in main.cf. */
+static void
+smtpd_post_jail(void)
+{
+	free(smtpd_conf.queue_dir);
+	smtpd_conf.queue_dir = xstrdup(config_str("queue_directory"));
+}
+
 int
 main(int argc, char **argv)
 {
 	static const struct server_opts opts = {
 		.program = "smtpd",
 		.pre_jail = smtpd_pre_jail,
+		.post_jail = smtpd_post_jail,
 		.serve = smtpd_serve,
 		.unprivileged_ok = 1,
 	};
