@@ -359,7 +359,7 @@ smtpd_reset(struct smtpd_session *s)
 	free(s->rcpts);
 	s->sender = s->body = s->ret = s->envid = NULL;
 	s->rcpts = NULL;
-	s->nrcpts = s->rcpt_tries = 0;
+	s->nrcpts = s->rcpt_tries = s->rcpt_ok = 0;
 	s->smtputf8 = 0;
 	s->bdat_failed = 0;
 }
@@ -726,7 +726,9 @@ rcpt_cmd(struct smtpd_session *s, const char *args)
 	if (smtpd_utf8_refused(s, addr))
 		goto out;
 	s->rcpt_tries++;
-	if ((long)s->nrcpts >= smtpd_conf.rcpt_limit) {
+	/* Duplicates count too, or a client could keep one transaction
+	 * going forever with the same address. */
+	if ((long)s->rcpt_ok >= smtpd_conf.rcpt_limit) {
 		/* Clients pipeline on past the limit; that is no error. */
 		smtpd_reply_nocount(s, "452 4.5.3 Error: too many recipients");
 		goto out;
@@ -750,11 +752,13 @@ rcpt_cmd(struct smtpd_session *s, const char *args)
 	/* The same recipient twice gets one copy, as in Postfix. */
 	for (size_t i = 0; i < s->nrcpts; i++)
 		if (strcmp(s->rcpts[i].addr, addr) == 0) {
+			s->rcpt_ok++;
 			smtpd_reply(s, "250 2.1.5 Ok");
 			goto out;
 		}
 	s->rcpts = xreallocarray(s->rcpts, s->nrcpts + 1, sizeof(*s->rcpts));
 	r = &s->rcpts[s->nrcpts++];
+	s->rcpt_ok++;
 	r->addr = addr;
 	r->orcpt = orcpt;
 	r->notify = notify;

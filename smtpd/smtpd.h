@@ -124,6 +124,7 @@ struct smtpd_session {
 	struct smtpd_rcpt *rcpts;
 	size_t	 nrcpts;
 	size_t	 rcpt_tries;	/* RCPT commands in this transaction */
+	size_t	 rcpt_ok;	/* of those answered 250, duplicates too */
 	struct smtpd_data *data;	/* DATA/BDAT in progress */
 	int	 bdat_failed;	/* a BDAT chunk failed: discard the rest */
 
