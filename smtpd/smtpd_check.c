@@ -35,6 +35,7 @@
 #include "addr.h"
 #include "alloc.h"
 #include "config.h"
+#include "domainlist.h"
 #include "log.h"
 #include "num.h"
 #include "stream.h"
@@ -284,72 +285,46 @@ smtpd_check_addr_list(const char *param, const char *addr)
 /* ---- domain lists (mydestination, relay_domains, ...) ---- */
 
 /*
- * 1 when domain (lowercase) is in the list, 0 when not, -1 on a table
- * error. ".example.com" matches subdomains; with parents set,
- * "example.com" does too (Postfix's parent_domain_matches_subdomains
- * for relay_domains). "!item" excludes.
+ * The four lists that classify a recipient domain, opened once before
+ * the jail with the same matcher qmgr uses (lib/domainlist), so that
+ * smtpd never accepts what qmgr would route elsewhere.
  */
-static int
-domain_list_match(const char *param, const char *domain, int parents)
+enum { DL_MYDEST, DL_VALIAS, DL_VMAILBOX, DL_RELAY, DL_COUNT };
+
+static const char *const domain_list_params[DL_COUNT] = {
+	"mydestination", "virtual_alias_domains", "virtual_mailbox_domains",
+	"relay_domains",
+};
+static struct domainlist *domain_lists[DL_COUNT];
+
+static void
+init_domain_lists(void)
 {
-	char **items = check_list_items(param), *value, *err;
-	const char *d;
-	size_t dl = strlen(domain);
+	char *err = NULL;
 
-	for (size_t i = 0; items[i] != NULL; i++) {
-		const char *item = items[i];
-		int negate = 0, hit = 0;
-
-		if (*item == '!') {
-			negate = 1;
-			item++;
-		}
-		if (*item != '[' && is_table_spec(item)) {
-			struct table *t = check_table(item, &err);
-
-			if (t == NULL)
-				return -1;
-			/* The domain itself, then its parents. */
-			for (d = domain; d != NULL && !hit;) {
-				char *key = d == domain ? xstrdup(d) :
-				    xasprintf(".%s", d);
-
-				value = err = NULL;
-				hit = table_lookup(t, key, &value, &err);
-				if (hit == TABLE_NOTFOUND && parents &&
-				    d != domain) {
-					hit = table_lookup(t, d, &value, &err);
-				}
-				free(key);
-				free(value);
-				if (hit == TABLE_ERROR) {
-					msg_warn("%s: %s: %s", param, t->spec,
-					    err != NULL ? err : "lookup error");
-					free(err);
-					return -1;
-				}
-				free(err);
-				d = strchr(d, '.');
-				if (d != NULL)
-					d++;
-			}
-		} else if (*item == '.') {
-			size_t il = strlen(item);
-
-			hit = dl > il &&
-			    strcasecmp(domain + dl - il, item) == 0;
-		} else {
-			size_t il = strlen(item);
-
-			hit = strcasecmp(domain, item) == 0 ||
-			    (parents && dl > il + 1 &&
-			    domain[dl - il - 1] == '.' &&
-			    strcasecmp(domain + dl - il, item) == 0);
-		}
-		if (hit)
-			return !negate;
+	for (size_t i = 0; i < DL_COUNT; i++) {
+		domainlist_free(domain_lists[i]);
+		domain_lists[i] = domainlist_open(domain_list_params[i], &err);
+		if (domain_lists[i] == NULL)
+			msg_fatal("%s", err);
 	}
-	return 0;
+}
+
+/* 1 when domain is in list i, 0 when not, -1 (logged) on a table error. */
+static int
+domain_list_match(size_t i, const char *domain)
+{
+	char *err = NULL;
+	int r;
+
+	if (domain_lists[i] == NULL)
+		init_domain_lists();
+	if ((r = domainlist_match(domain_lists[i], domain, &err)) < 0) {
+		msg_warn("%s: %s", domain_list_params[i],
+		    err != NULL ? err : "lookup error");
+		free(err);
+	}
+	return r;
 }
 
 /* ---- replies ---- */
@@ -668,13 +643,13 @@ rcpt_class(const char *domain)
 {
 	int r;
 
-	if ((r = domain_list_match("mydestination", domain, 0)) != 0)
+	if ((r = domain_list_match(DL_MYDEST, domain)) != 0)
 		return r < 0 ? CLASS_ERROR : CLASS_LOCAL;
-	if ((r = domain_list_match("virtual_alias_domains", domain, 0)) != 0)
+	if ((r = domain_list_match(DL_VALIAS, domain)) != 0)
 		return r < 0 ? CLASS_ERROR : CLASS_VALIAS;
-	if ((r = domain_list_match("virtual_mailbox_domains", domain, 0)) != 0)
+	if ((r = domain_list_match(DL_VMAILBOX, domain)) != 0)
 		return r < 0 ? CLASS_ERROR : CLASS_VMAILBOX;
-	if ((r = domain_list_match("relay_domains", domain, 1)) != 0)
+	if ((r = domain_list_match(DL_RELAY, domain)) != 0)
 		return r < 0 ? CLASS_ERROR : CLASS_RELAY;
 	return CLASS_OTHER;
 }
@@ -1197,6 +1172,7 @@ smtpd_check_init(void)
 	for (size_t i = 0; i < sizeof(table_lists) / sizeof(table_lists[0]);
 	    i++)
 		init_tables(table_lists[i]);
+	init_domain_lists();
 	(void)check_net_list("mynetworks");
 	(void)check_net_list("smtpd_forbid_bare_newline_exclusions");
 	(void)check_net_list("smtpd_client_event_limit_exceptions");
