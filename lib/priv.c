@@ -197,7 +197,7 @@ struct priv_groups_entry {
 	int	 used;
 	uid_t	 uid;
 	gid_t	 gid;
-	char	*name;		/* as asked; NULL: the account of uid */
+	char	*name;		/* as asked; NULL: uid's account */
 	gid_t	*groups;
 	size_t	 ngroups;
 	unsigned long last;	/* priv_groups_clock when last used */

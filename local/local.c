@@ -86,6 +86,7 @@ local_deliver_request(struct deliver_request *req)
 	/* The request's sender is what qmgr means; the file agrees. */
 	m.sender = req->sender != NULL ? req->sender : q->sender;
 	local_msg_scan(&m);
+	local_table_next_request();
 	local_tables_open(&tabs);
 	for (size_t i = 0; i < req->nrcpts; i++) {
 		local_result_init(&res);

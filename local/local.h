@@ -220,7 +220,16 @@ int	local_resend(const struct local_msg *, const char *sender,
 
 /* ---- recipient expansion (local_recipient.c) ---- */
 
-/* Tables opened for one request (local.c) and used while expanding. */
+/* ---- tables kept open (local_table.c) ---- */
+
+/* The table for spec, opened at the first call and kept; opened again
+ * when its file changed. NULL with *err for a malformed spec. Never
+ * closed by the caller. */
+struct table *local_table(const char *spec, char **err);
+/* A new request: check the tables' files again at their next use. */
+void	local_table_next_request(void);
+
+/* The alias tables of one request (local.c), used while expanding. */
 struct local_tables {
 	struct table **aliases;
 	size_t	 naliases;

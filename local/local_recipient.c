@@ -188,7 +188,7 @@ local_tables_open(struct local_tables *t)
 	t->alias_files = xcalloc(strv_len(specs) + 1,
 	    sizeof(*t->alias_files));
 	for (size_t i = 0; specs[i] != NULL; i++) {
-		struct table *tb = table_open(specs[i], &err);
+		struct table *tb = local_table(specs[i], &err);
 
 		if (tb == NULL) {
 			/* A spec that can never work: say so at every
@@ -206,11 +206,9 @@ local_tables_open(struct local_tables *t)
 void
 local_tables_close(struct local_tables *t)
 {
-	for (size_t i = 0; i < t->naliases; i++) {
-		if (t->aliases[i] != NULL)
-			table_close(t->aliases[i]);
+	/* The tables stay open for the next request (local_table.c). */
+	for (size_t i = 0; i < t->naliases; i++)
 		free(t->alias_files[i]);
-	}
 	free(t->aliases);
 	free(t->alias_files);
 	memset(t, 0, sizeof(*t));
@@ -254,12 +252,10 @@ local_domain_match(const char *param, const char *domain,
 			match = strcasecmp(it, domain) == 0;
 			continue;
 		}
-		if ((t = table_open(it, &err)) == NULL) {
+		if ((t = local_table(it, &err)) == NULL)
 			r = TABLE_ERROR;
-		} else {
+		else
 			r = table_lookup(t, domain, &value, &err);
-			table_close(t);
-		}
 		if (r == TABLE_ERROR) {
 			local_result_set(res, DELIVER_DEFERRED, "4.3.0",
 			    "%s lookup error for %s: %s", param, domain,
@@ -862,7 +858,7 @@ forward_expand(const char *item, const struct level *lv,
 static int
 try_forward(struct expansion *x, struct level *lv, const struct priv_user *pw)
 {
-	char **items = config_list("forward_path"), *path = NULL;
+	char **items = config_list("forward_path"), *path = NULL, *prev;
 	struct local_target *t;
 	struct local_result r;
 	struct local_file f;
@@ -871,10 +867,16 @@ try_forward(struct expansion *x, struct level *lv, const struct priv_user *pw)
 	int found = 0, done = 0;
 
 	for (size_t i = 0; items[i] != NULL && !found && !done; i++) {
-		free(path);
+		prev = path;
 		path = forward_expand(items[i], lv, pw);
-		if (path[0] != '/')
+		/* Without an extension the default's two items are one
+		 * file: reading it twice finds nothing new. */
+		if (path[0] != '/' || (prev != NULL &&
+		    strcmp(prev, path) == 0)) {
+			free(prev);
 			continue;
+		}
+		free(prev);
 		local_result_init(&r);
 		if (local_read_as(pw->uid, pw->gid, pw->name, path,
 		    LOCAL_INCLUDE_MAX, &f, &r) < 0) {

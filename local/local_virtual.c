@@ -41,14 +41,13 @@ maps_lookup(const char *param, const char *addr, char **value,
 	int r = TABLE_NOTFOUND;
 
 	for (size_t i = 0; specs[i] != NULL && r == TABLE_NOTFOUND; i++) {
-		struct table *t = table_open(specs[i], &err);
+		struct table *t = local_table(specs[i], &err);
 
 		if (t == NULL) {
 			r = TABLE_ERROR;
 			break;
 		}
 		r = table_lookup_addr(t, addr, 0, value, &err);
-		table_close(t);
 	}
 	if (r == TABLE_ERROR) {
 		local_result_set(res, DELIVER_DEFERRED, "4.3.0",

@@ -11,6 +11,10 @@
  * is Maildir++'s, with the size in it so that POP3 and IMAP servers
  * need not stat each file:
  *	SECONDS.M<usec>P<pid>Q<counter>.<host>,S=<size>
+ * The folders are made (tmp/, new/, cur/, and missing parents) only
+ * when creating the file or linking it shows they are missing: most
+ * deliveries go to a Maildir that is there, and checking it each time
+ * cost a dozen system calls.
  *
  * Runs with the recipient's privileges (local_run_as). A folder that
  * cannot be created or written defers the delivery with the system's
@@ -119,7 +123,7 @@ maildir_deliver(const struct local_msg *m, const char *dir_in,
 {
 	char *dir, *prefix, *name = NULL, *tmp = NULL, *new = NULL, *newdir;
 	size_t size, n;
-	int fd = -1, tries, linked = 0;
+	int fd = -1, tries, linked = 0, made = 0;
 
 	/* "Maildir/" and "Maildir" name the same folder. */
 	dir = xstrdup(dir_in);
@@ -133,16 +137,25 @@ maildir_deliver(const struct local_msg *m, const char *dir_in,
 		    "than the mailbox size limit of %zu bytes", size, limit);
 		goto out;
 	}
-	if (maildir_make(dir, create_parents, res) < 0)
-		goto out;
 
 	for (tries = 0; fd < 0; tries++) {
 		free(name);
 		free(tmp);
 		name = maildir_next_name();
 		tmp = xasprintf("%s/tmp/%s", dir, name);
-		if ((fd = file_create(tmp, 0600)) < 0 &&
-		    (errno != EEXIST || tries >= MAILDIR_TRIES)) {
+		if ((fd = file_create(tmp, 0600)) >= 0)
+			break;
+		if ((errno == ENOENT || errno == ENOTDIR) && !made) {
+			/* The first delivery here: make the folders. */
+			made = 1;
+			if (maildir_make(dir, create_parents, res) < 0) {
+				free(tmp);
+				tmp = NULL;
+				goto out;
+			}
+			continue;
+		}
+		if (errno != EEXIST || tries >= MAILDIR_TRIES) {
 			local_result_errno(res, errno,
 			    "maildir delivery failed: create %s", tmp);
 			free(tmp);
@@ -173,6 +186,11 @@ maildir_deliver(const struct local_msg *m, const char *dir_in,
 		new = xasprintf("%s/new/%s,S=%zu", dir, name, size);
 		if (link(tmp, new) == 0) {
 			linked = 1;
+		} else if (errno == ENOENT && !made) {
+			/* tmp/ was there, new/ not: make what is missing. */
+			made = 1;
+			if (maildir_make(dir, create_parents, res) < 0)
+				goto out;
 		} else if (errno == EPERM || errno == ENOTSUP ||
 		    errno == EXDEV) {
 			/* No hard links here: the name is unique anyway. */

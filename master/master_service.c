@@ -459,10 +459,14 @@ service_reap(pid_t pid, int status)
 	free(c);
 
 	clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-	if (WIFSIGNALED(status))
-		msg_warn("process %s pid %ld killed by signal %d", svc->path,
-		    (long)pid, WTERMSIG(status));
-	else if (!clean)
+	/* While stopping, death by the SIGTERM we sent is what we asked
+	 * for (a daemon past its own handler, e.g. in exit-time cleanup);
+	 * only other ends are news. */
+	if (WIFSIGNALED(status)) {
+		if (!master_stopping || WTERMSIG(status) != SIGTERM)
+			msg_warn("process %s pid %ld killed by signal %d",
+			    svc->path, (long)pid, WTERMSIG(status));
+	} else if (!clean)
 		msg_warn("process %s pid %ld exit status %d", svc->path,
 		    (long)pid, WEXITSTATUS(status));
 	if (svc->retired) {

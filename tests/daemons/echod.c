@@ -9,6 +9,9 @@
  *	sleep N		wait N seconds (at most 60), then "slept"
  *	crash		abort(): killed by SIGABRT
  *	exit N		_exit(N) at once
+ *	termdefault	SIGTERM back to its default action and unblocked,
+ *			then "ok": the next SIGTERM kills the process, as
+ *			it would a daemon already past its own handler
  *	quit		end the session
  * Anything else comes back as it was sent. A client silent for 60
  * seconds is dropped, and a line longer than 1000 bytes ends the session,
@@ -17,6 +20,7 @@
 #include "autoconf.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +88,15 @@ echod_command(int out, const char *line)
 	if (strncmp(line, "exit ", 5) == 0 &&
 	    parse_int(line + 5, 0, 255, &code) == 0)
 		_exit(code);
+	if (strcmp(line, "termdefault") == 0) {
+		sigset_t set;
+
+		signal(SIGTERM, SIG_DFL);
+		sigemptyset(&set);
+		sigaddset(&set, SIGTERM);
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		return echod_reply(out, "ok");
+	}
 	if (strcmp(line, "quit") == 0)
 		return -1;
 	return echod_reply(out, line);

@@ -381,6 +381,33 @@ def test_alias_lmdb_built_by_ternmap(instance, agent_of):
         delivered("alice@example.test", "demo@example.test")]
 
 
+def test_alias_file_changed_under_a_running_agent_is_read_again(
+        instance, agent_of):
+    """local keeps its tables open between requests; a changed, removed
+    or restored alias file is seen at the next request all the same."""
+    instance.write_aliases("team alice\n")
+    time.sleep(2.5)         # old enough to be kept, not read every time
+    agent = agent_of()
+
+    def team():
+        qid = write_queue_file(instance, ["team@example.test"])
+        return agent.deliver(qid, ["team@example.test"])["team@example.test"]
+
+    assert team()[0] == "sent"
+    assert team()[0] == "sent"
+    assert len(maildir_files(instance, "alice")) == 2
+    instance.write_aliases("team bob\n")
+    assert team()[0] == "sent"
+    assert len(maildir_files(instance, "bob")) == 1
+    instance.aliases_file.unlink()
+    st, dsn, reason = team()
+    assert st == "deferred" and "alias database unavailable" in reason
+    instance.write_aliases("team demo\n")
+    assert team()[0] == "sent"
+    assert len(maildir_files(instance, "demo")) == 1
+    assert len(maildir_files(instance, "alice")) == 2
+
+
 def test_alias_self_reference_goes_to_the_mailbox(instance, agent_of):
     instance.write_aliases("demo demo, alice\n")
     agent = agent_of()

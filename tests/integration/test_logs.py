@@ -286,7 +286,8 @@ def test_pflogsumm_sees_no_errors_and_no_unexpected_warnings(run):
     allowed = re.compile(r"^\s+(master \(total: 1\)|1\s+mail_owner \S+ has "
                          r"uid 0: the daemons will run with every priv)")
     # The only one: running the test suite as root.
-    assert [w for w in warnings if not allowed.match(w)] == [], warnings
+    assert [w for w in warnings if not allowed.match(w)] == [], \
+        [t for _, _, t in run.lines if t.startswith("warning: ")]
     master = section(out, "Master daemon messages")
     assert any(re.match(r"^\s+1\s+daemon started -- version \S+, "
                         r"configuration /", l) for l in master), master

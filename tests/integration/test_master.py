@@ -415,6 +415,24 @@ def test_stop_ends_every_process(instance):
         socket.create_connection(("127.0.0.1", port), timeout=1)
 
 
+def test_stop_does_not_warn_about_the_sigterm_it_sent(instance):
+    """A daemon that dies of master's own SIGTERM during a stop (one
+    already past its handler, in exit-time cleanup) is no news; a crash
+    is still logged."""
+    port = instance.smtp_port
+    instance.write_master_cf(echo_service(port))
+    tern_start(instance)
+    with Client(port) as c:
+        pid = int(c.ask("pid"))
+        assert c.ask("termdefault") == "ok"
+        r = instance.run("tern", "stop", timeout=40)
+        assert r.returncode == 0, r.stderr
+    instance.started = False
+    assert not alive(pid)
+    assert log_has(instance, "terminating on signal 15")
+    assert not log_has(instance, f"pid {pid} ")
+
+
 def test_only_one_master_runs(instance):
     instance.write_master_cf(echo_service(instance.smtp_port))
     tern_start(instance)

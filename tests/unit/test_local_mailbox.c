@@ -303,6 +303,45 @@ maildir_with_missing_parent_defers_unless_asked_to_create(void **state)
 	free(md);
 }
 
+/* A Maildir missing one of its folders gets it back at delivery. */
+static void
+maildir_missing_subfolders_are_made_at_delivery(void **state)
+{
+	static const char *const gone[] = { "new", "tmp" };
+	struct local_result r;
+	char *md, *sub, *cmd, **names;
+
+	for (size_t i = 0; i < 2; i++) {
+		md = xasprintf("%s/m4%s", tdir, gone[i]);
+		local_result_init(&r);
+		maildir_deliver(&msg, md, 0, "demo@example.test", 0, &r);
+		assert_int_equal(r.status, DELIVER_SENT);
+		local_result_free(&r);
+		/* Take one folder away (emptied first), deliver again. */
+		sub = xasprintf("%s/%s", md, gone[i]);
+		cmd = xasprintf("rm -rf '%s'", sub);
+		assert_int_equal(system(cmd), 0);
+		free(cmd);
+		assert_int_equal(access(sub, F_OK), -1);
+		maildir_deliver(&msg, md, 0, "demo@example.test", 0, &r);
+		assert_int_equal(r.status, DELIVER_SENT);
+		local_result_free(&r);
+		free(sub);
+		sub = xasprintf("%s/new", md);
+		names = listdir(sub);
+		assert_int_equal(strv_len(names), i == 0 ? 1 : 2);
+		strv_free(names);
+		free(sub);
+		sub = xasprintf("%s/tmp", md);
+		names = listdir(sub);
+		assert_int_equal(access(sub, F_OK), 0);
+		assert_int_equal(strv_len(names), 0);
+		strv_free(names);
+		free(sub);
+		free(md);
+	}
+}
+
 static void
 mbox_appends_quoted_messages_with_separators(void **state)
 {
@@ -422,6 +461,8 @@ main(void)
 		cmocka_unit_test(
 		    maildir_over_the_size_limit_bounces_and_writes_nothing),
 		cmocka_unit_test(maildir_that_is_a_file_defers),
+		cmocka_unit_test(
+		    maildir_missing_subfolders_are_made_at_delivery),
 		cmocka_unit_test(
 		    maildir_with_missing_parent_defers_unless_asked_to_create),
 		cmocka_unit_test(mbox_appends_quoted_messages_with_separators),

@@ -163,7 +163,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(user_is_found_by_exact_name),
 		cmocka_unit_test(changed_file_is_read_again),
-		cmocka_unit_test(file_kept_between_lookups_is_read_again_after_a_change),
+		cmocka_unit_test(
+		    file_kept_between_lookups_is_read_again_after_a_change),
 		cmocka_unit_test(replaced_file_is_read_again),
 		cmocka_unit_test(missing_file_is_an_error_not_unknown),
 	};

@@ -605,9 +605,12 @@ main(void)
 		cmocka_unit_test(spawn_uses_cwd_and_only_the_given_environment),
 		cmocka_unit_test(spawn_closes_other_descriptors_and_resets_signals),
 		cmocka_unit_test(run_as_another_user_when_root),
-		cmocka_unit_test(switch_as_root_makes_files_the_users_and_switches_back),
-		cmocka_unit_test(switch_without_root_is_a_noop_to_self_and_refused_to_others),
-		cmocka_unit_test(groups_lookup_is_getgrouplist_and_gid_alone_for_unknown_users),
+		cmocka_unit_test(
+		    switch_as_root_makes_files_the_users_and_switches_back),
+		cmocka_unit_test(
+		    switch_without_root_is_a_noop_to_self_and_refused_to_others),
+		cmocka_unit_test(
+		    groups_lookup_is_getgrouplist_and_gid_alone_for_unknown_users),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
