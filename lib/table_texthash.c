@@ -128,11 +128,13 @@ texthash_walk(struct table *t,
     void *ctx, char **err)
 {
 	struct texthash *th = t->priv;
-	int r;
 
-	for (size_t i = 0; i < th->n; i++)
-		if ((r = fn(th->v[i].key, th->v[i].value, ctx)) != 0)
+	for (size_t i = 0; i < th->n; i++) {
+		int r = fn(th->v[i].key, th->v[i].value, ctx);
+
+		if (r != 0)
 			return r;
+	}
 	return 0;
 }
 

@@ -309,7 +309,7 @@ ternmap_add(const char *arg, int aliases_syntax)
 int
 main(int argc, char *argv[])
 {
-	const char *query = NULL, *delete = NULL, *config_dir = NULL;
+	const char *query = NULL, *delete = NULL, *cfdir = NULL;
 	int ch, aliases_syntax = 0, dump = 0, add = 0, r = 0;
 
 	log_init_tool("ternmap");
@@ -319,7 +319,7 @@ main(int argc, char *argv[])
 			aliases_syntax = 1;
 			break;
 		case 'c':
-			config_dir = optarg;
+			cfdir = optarg;
 			break;
 		case 'd':
 			delete = optarg;
@@ -345,7 +345,7 @@ main(int argc, char *argv[])
 		usage();
 
 	if (query != NULL || dump)
-		load_config(config_dir);
+		load_config(cfdir);
 	if (query != NULL)
 		r = ternmap_query(query, argv[0]);
 	else if (dump)

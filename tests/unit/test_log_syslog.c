@@ -75,16 +75,16 @@ each_severity_goes_out_with_its_priority_and_word(void **state)
 		int	 prio;
 		const char *text;
 	} cases[] = {
-		{ msg_info, LOG_INFO, "ABC: client=host[192.0.2.1]" },
-		{ msg_warn, LOG_WARNING, "warning: ABC: client=host[192.0.2.1]" },
-		{ msg_error, LOG_ERR, "error: ABC: client=host[192.0.2.1]" },
+		{ msg_info, LOG_INFO, "ABC: client=h[192.0.2.1]" },
+		{ msg_warn, LOG_WARNING, "warning: ABC: client=h[192.0.2.1]" },
+		{ msg_error, LOG_ERR, "error: ABC: client=h[192.0.2.1]" },
 	};
 
 	log_init("smtpd");
 	log_open(LOG_TO_SYSLOG, NULL);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		seen.calls = 0;
-		cases[i].fn("%s: client=%s", "ABC", "host[192.0.2.1]");
+		cases[i].fn("%s: client=%s", "ABC", "h[192.0.2.1]");
 		assert_int_equal(seen.calls, 1);
 		assert_int_equal(seen.prio, cases[i].prio);
 		assert_string_equal(seen.text, cases[i].text);
