@@ -20,6 +20,7 @@
 #include "log.h"
 
 static char progname[64] = "tern";
+static char syslog_name[128] = "tern";
 static enum log_target target = LOG_TO_STDERR;
 static int log_fd = -1;
 static int also_stderr;
@@ -43,6 +44,13 @@ log_init_tool(const char *name)
 {
 	log_init(name);
 	tool_style = 1;
+}
+
+void
+log_set_syslog_name(const char *name)
+{
+	if (name != NULL && *name != '\0')
+		snprintf(syslog_name, sizeof(syslog_name), "%s", name);
 }
 
 const char *
@@ -91,9 +99,9 @@ log_open(enum log_target t, const char *path)
 			return;
 		}
 	} else if (t == LOG_TO_SYSLOG) {
-		static char ident[80];
+		static char ident[200];
 
-		snprintf(ident, sizeof(ident), "tern/%s", progname);
+		snprintf(ident, sizeof(ident), "%s/%s", syslog_name, progname);
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 	}
 	target = t;
@@ -121,8 +129,9 @@ log_text(int prio, const char *word, char *text)
 		now = time(NULL);
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-		n = snprintf(line, sizeof(line), "%s %s tern/%s[%ld]: %s%s\n",
-		    stamp, hostname, progname, (long)getpid(), word, text);
+		n = snprintf(line, sizeof(line), "%s %s %s/%s[%ld]: %s%s\n",
+		    stamp, hostname, syslog_name, progname, (long)getpid(),
+		    word, text);
 		if (n > (int)sizeof(line) - 1)
 			n = sizeof(line) - 1;
 		if (write(log_fd, line, n) < 0) {
@@ -135,8 +144,8 @@ log_text(int prio, const char *word, char *text)
 		n = snprintf(line, sizeof(line), "%s: %s%s\n", progname, word,
 		    text);
 	else
-		n = snprintf(line, sizeof(line), "tern/%s[%ld]: %s%s\n",
-		    progname, (long)getpid(), word, text);
+		n = snprintf(line, sizeof(line), "%s/%s[%ld]: %s%s\n",
+		    syslog_name, progname, (long)getpid(), word, text);
 	if (n > (int)sizeof(line) - 1)
 		n = sizeof(line) - 1;
 	if (write(STDERR_FILENO, line, n) < 0) {

@@ -26,6 +26,9 @@ void	log_init(const char *progname);
 /* For command-line tools: stderr lines read "ternconf: warning: ...",
  * as Postfix's tools print them, instead of the daemon shape. */
 void	log_init_tool(const char *progname);
+/* The "tern" in "tern/smtpd[pid]" (main.cf syslog_name): sites whose
+ * log tools know only "postfix/" can say so. Call before log_open(). */
+void	log_set_syslog_name(const char *);
 /* Choose the target; path is the file for LOG_TO_FILE. */
 void	log_open(enum log_target, const char *path);
 /* Also copy every line to stderr (tools run interactively). */

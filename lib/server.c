@@ -156,6 +156,7 @@ server_open_log(void)
 	if (standalone)
 		return;
 	logfile = config_str("maillog_file");
+	log_set_syslog_name(config_str("syslog_name"));
 	log_open(*logfile != '\0' ? LOG_TO_FILE : LOG_TO_SYSLOG, logfile);
 }
 

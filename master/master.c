@@ -138,6 +138,7 @@ conf_load(const char *dir, char **err)
 static void
 open_log(const struct master_conf *c)
 {
+	log_set_syslog_name(config_str("syslog_name"));
 	log_open(*c->maillog_file != '\0' ? LOG_TO_FILE : LOG_TO_SYSLOG,
 	    c->maillog_file);
 }

@@ -43,6 +43,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "config.h"
+#include "log.h"
 #include "queue.h"
 #include "qmgr.h"
 
@@ -368,7 +369,6 @@ dsn_write(const char *queue_dir, const struct queue_msg *qm,
 
 	buf_init(&report, BUF_NOMAX);
 	qmgr_dsn_render(&report, &in, r, n);
-	free(msgid);
 	free(boundary);
 	free(content);
 
@@ -381,14 +381,20 @@ dsn_write(const char *queue_dir, const struct queue_msg *qm,
 		buf_free(&report);
 		free(*new_id);
 		*new_id = NULL;
+		free(msgid);
 		return -1;
 	}
 	buf_free(&report);
 	if (queue_commit(w, err) < 0) {
 		free(*new_id);
 		*new_id = NULL;
+		free(msgid);
 		return -1;
 	}
+	/* As cleanup does for every message in Postfix: log tools pair the
+	 * notification's queue ID with its Message-ID. */
+	msg_info("%s: message-id=<%s>", *new_id, msgid);
+	free(msgid);
 	return 0;
 }
 

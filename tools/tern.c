@@ -127,6 +127,7 @@ open_maillog(void)
 {
 	const char *file = config_str("maillog_file");
 
+	log_set_syslog_name(config_str("syslog_name"));
 	log_open(*file != '\0' ? LOG_TO_FILE : LOG_TO_SYSLOG, file);
 	log_ready = 1;
 }

@@ -557,6 +557,7 @@ open_log(void)
 {
 	const char *file = config_str("maillog_file");
 
+	log_set_syslog_name(config_str("syslog_name"));
 	if (*file != '\0')
 		log_open(LOG_TO_FILE, file);
 	else

@@ -433,11 +433,6 @@ def test_bounce_logs_status_bounced_and_the_notification_id(run):
                     r"status=sent \(", rest[1][1]), rest[1]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the non-delivery notification has no message-id= line (Postfix's "
-    "cleanup logs one for every message, bounces included): "
-    "qmgr/qmgr_bounce.c should log 'NEWID: message-id=<...>' when it "
-    "queues the notification"))
 def test_notification_logs_its_message_id(run):
     ndn = run.ndn[0][1]
     kinds = [kind_of(p, t) for p, t in message_lines(run.lines, ndn)]
@@ -513,14 +508,6 @@ def test_empty_maillog_file_writes_no_file(instance):
     assert stray == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "syslog_name is in lib/params.c but lib/log.c always writes "
-    "'tern/PROGRAM[PID]' (log_text and the openlog ident in log_open): "
-    "log.h needs a log_set_syslog_name(name), called by lib/server.c "
-    "server_open_log(), master/master.c open_log() and the tools once "
-    "main.cf (and -o overrides) are read; then 'syslog_name = postfix' "
-    "lets tools that only know postfix/ (mailgraph) read the log, and "
-    "master.cf's '-o syslog_name=tern/submission' tags a service"))
 def test_syslog_name_sets_the_prefix_of_every_line(instance):
     instance.write_main_cf(syslog_name="postfix")
     instance.start()
