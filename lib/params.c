@@ -215,6 +215,12 @@ const struct param_def param_table[] = {
 	    "programs"),
 	TIME("smtp_connect_timeout", "30s", 's', 1,
 	    "time limit for the SMTP client to connect to a server"),
+	BOOL("smtp_connection_cache_on_demand", "no",
+	    "the SMTP client keeps a healthy session open for the next "
+	    "request on the same qmgr connection to the same next hop"),
+	TIME("smtp_connection_cache_time_limit", "2s", 's', 0,
+	    "how long the SMTP client keeps an unused session open; 0: "
+	    "never keep one"),
 	TIME("smtp_data_done_timeout", "600s", 's', 1,
 	    "time limit for the reply to the final dot of a message"),
 	TIME("smtp_data_init_timeout", "120s", 's', 1,
@@ -243,6 +249,8 @@ const struct param_def param_table[] = {
 	    "time limit for the reply to QUIT"),
 	TIME("smtp_rcpt_timeout", "300s", 's', 1,
 	    "time limit for the reply to each RCPT TO"),
+	TIME("smtp_rset_timeout", "20s", 's', 1,
+	    "time limit for the reply to RSET on a kept session"),
 	BOOL("smtp_sasl_auth_enable", "no",
 	    "the SMTP client authenticates to servers that offer AUTH"),
 	LIST("smtp_sasl_mechanism_filter", "",

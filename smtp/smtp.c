@@ -21,6 +21,14 @@
  * process and kept, so that sessions are resumed across requests.
  * SASL credentials are looked up per server.
  *
+ * Connection reuse (smtp_cache.c): a session that ended healthy is kept
+ * for smtp_connection_cache_time_limit instead of being closed, under a
+ * key naming the next hop and its TLS level; the next request on the
+ * same qmgr connection with the same key starts with RSET on it and
+ * skips DNS, connect, EHLO, STARTTLS and AUTH. A kept session that
+ * fails its RSET is dropped and the request goes the usual way. When
+ * qmgr closes its connection the kept sessions end with QUIT.
+ *
  * Failures are results, never exits: a queue file that cannot be read,
  * a bad next hop, a TLS policy that cannot be met or a resolver that
  * cannot start defers every recipient of the request; a peer that
@@ -85,6 +93,7 @@ read_conf(struct smtp_conf *c)
 	c->data_xfer_ms = ms("smtp_data_xfer_timeout");
 	c->data_done_ms = ms("smtp_data_done_timeout");
 	c->quit_ms = ms("smtp_quit_timeout");
+	c->rset_ms = ms("smtp_rset_timeout");
 }
 
 /*
@@ -105,6 +114,8 @@ struct delivery_policy {
 	struct smtp_tls_policy tls;
 	char		**match;	/* verify, secure: what to match */
 	int		 sasl;		/* smtp_sasl_auth_enable */
+	char		*cache_key;	/* NULL: no connection reuse */
+	int		 cache_s;	/* smtp_connection_cache_time_limit */
 };
 
 /*
@@ -159,6 +170,57 @@ policy_free(struct delivery_policy *dp)
 {
 	smtp_tls_policy_free(&dp->tls);
 	strv_free(dp->match);
+	free(dp->cache_key);
+}
+
+/*
+ * Where a kept session may be used again: the same next hop, the same
+ * TLS level (a policy change does not ride on an old session), and
+ * SASL on or off alike. NULL when sessions are not kept.
+ */
+static char *
+cache_key(const struct smtp_nexthop *nh, const struct delivery_policy *dp)
+{
+	unsigned long limit;
+
+	if (!config_bool("smtp_connection_cache_on_demand"))
+		return NULL;
+	limit = config_time("smtp_connection_cache_time_limit");
+	if (limit == 0)
+		return NULL;
+	return xasprintf("%d %s %s %u %s %d", (int)nh->kind,
+	    nh->host != NULL ? nh->host : "", nh->path != NULL ? nh->path :
+	    "", nh->port, tls_level_name(dp->tls.level), dp->sasl);
+}
+
+/*
+ * A kept session for this next hop, when there is one that still
+ * works: 1 when it decided every recipient, 0 when the usual way must
+ * decide the rest.
+ */
+static int
+try_cached(struct deliver_request *req, const struct smtp_conf *conf,
+    const struct smtp_msg *msg, struct smtp_rcpt *rcpts, size_t n,
+    const struct delivery_policy *dp, struct smtp_fail *fail)
+{
+	struct smtp_conn *c, *keep = NULL;
+	enum smtp_sess_result res;
+	char *relay = NULL;
+
+	if (dp->cache_key == NULL ||
+	    (c = smtp_cache_take(dp->cache_key, &relay)) == NULL)
+		return 0;
+	if (smtp_session_reuse(c, conf, msg, rcpts, n, fail, &keep,
+	    &res) < 0) {
+		free(relay);
+		return 0;
+	}
+	free(req->relay);
+	req->relay = relay;
+	if (keep != NULL)
+		smtp_cache_store(dp->cache_key, keep, req->relay, dp->cache_s,
+		    conf->quit_ms);
+	return res == SMTP_SESS_DONE;
 }
 
 /*
@@ -230,6 +292,7 @@ try_server(struct deliver_request *req, const struct smtp_conf *conf,
     struct smtp_fail *fail)
 {
 	struct smtp_security sec;
+	struct smtp_conn *keep = NULL;
 	struct tls_tlsa *tlsa = NULL;
 	enum smtp_sess_result res = SMTP_SESS_NEXT;
 	char *user = NULL, *pass = NULL, *why = NULL, **names = NULL;
@@ -268,7 +331,11 @@ try_server(struct deliver_request *req, const struct smtp_conf *conf,
 			(*sessions)++;
 		free(req->relay);
 		req->relay = smtp_server_text(srv, 1);
-		res = smtp_session(conf, msg, rcpts, n, srv, &sec, fd, fail);
+		res = smtp_session(conf, msg, rcpts, n, srv, &sec, fd, fail,
+		    dp->cache_key != NULL ? &keep : NULL);
+		if (keep != NULL)
+			smtp_cache_store(dp->cache_key, keep, req->relay,
+			    dp->cache_s, conf->quit_ms);
 		if (res != SMTP_SESS_PLAIN || plain)
 			break;
 		/* Opportunistic TLS failed: the same server again, in
@@ -307,6 +374,11 @@ deliver_to_servers(struct deliver_request *req, const struct smtp_msg *msg,
 	read_conf(&conf);
 	if (policy_for(nh, msg->id, &dp, &fail) < 0)
 		goto finish;
+	if ((dp.cache_key = cache_key(nh, &dp)) != NULL)
+		dp.cache_s = (int)config_time(
+		    "smtp_connection_cache_time_limit");
+	if (try_cached(req, &conf, msg, rcpts, n, &dp, &fail))
+		goto finish;
 	session_limit = (size_t)config_int("smtp_mx_session_limit");
 	if (dns == NULL && nh->kind != NEXTHOP_UNIX && !nh->literal &&
 	    (dns = dns_ctx_from_config(&err)) == NULL) {
@@ -344,7 +416,7 @@ finish:
 
 /* Deliver every recipient of one request, filling in the results. */
 static void
-smtp_deliver_request(struct deliver_request *req)
+deliver_one(struct deliver_request *req)
 {
 	const char *queue_dir = config_str("queue_directory");
 	enum queue_folder folder = QUEUE_ACTIVE;
@@ -432,10 +504,31 @@ smtp_deliver_request(struct deliver_request *req)
 }
 
 static void
+smtp_deliver_request(struct deliver_request *req)
+{
+	/* Sessions past their time go now, with QUIT. */
+	smtp_cache_disarm();
+	smtp_cache_expire();
+	deliver_one(req);
+	/* Waiting for the next request: kept sessions still expire. */
+	smtp_cache_arm();
+}
+
+/*
+ * One connection from qmgr: its requests, one after another. Sessions
+ * are kept only while that connection lasts, so that each connection
+ * qmgr holds to an agent stands for at most one connection to a
+ * destination and its concurrency limit holds at the receiving end too
+ * (an idle process holding sessions would hold them beyond qmgr's
+ * count).
+ */
+static void
 smtp_serve(int in_fd, int out_fd)
 {
 	deliver_agent_serve(in_fd, out_fd, SMTP_REQUEST_TIMEOUT_MS,
 	    smtp_deliver_request);
+	smtp_cache_disarm();
+	smtp_cache_close_all();
 }
 
 int

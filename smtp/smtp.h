@@ -12,6 +12,8 @@
  *	smtp_data.c	message content to DATA form: CRLF, dot-stuffing
  *	smtp_policy.c	TLS policy (level, names to match, DANE) and SASL
  *			passwords for a next hop, from main.cf and tables
+ *	smtp_cache.c	sessions kept open between deliveries to the same
+ *			next hop (connection reuse)
  *
  * Failures are never fatal: every way a delivery can go wrong ends in
  * a per-recipient result (sent, deferred, bounced) with an RFC 3463
@@ -30,6 +32,7 @@ struct dns_ctx;
 struct dns_result;
 struct queue_msg;
 struct stream;
+struct smtp_conn;
 
 /* ---- next hop (smtp_nexthop.c) ---- */
 
@@ -190,6 +193,7 @@ struct smtp_conf {
 	int		 data_xfer_ms;
 	int		 data_done_ms;
 	int		 quit_ms;
+	int		 rset_ms;
 };
 
 enum smtp_sess_result {
@@ -221,7 +225,58 @@ struct smtp_security {
 enum smtp_sess_result smtp_session(const struct smtp_conf *,
 	    const struct smtp_msg *, struct smtp_rcpt *, size_t nrcpts,
 	    const struct smtp_server *, const struct smtp_security *, int fd,
-	    struct smtp_fail *why);
+	    struct smtp_fail *why, struct smtp_conn **keep);
+
+/*
+ * A session kept open after a transaction that left it healthy: the
+ * stream (and its TLS), the server's name and what its EHLO offered.
+ * smtp_session() hands one back in *keep (when keep is not NULL)
+ * instead of saying QUIT; otherwise *keep is NULL.
+ */
+struct smtp_conn;
+
+/*
+ * One more transaction on a kept session: RSET, then as smtp_session()
+ * from MAIL FROM on, with c handed back in *keep when it is still
+ * healthy (or closed). -1 when RSET did not get 250 or the connection
+ * is gone: c is closed, nothing was sent for the message, and the
+ * caller connects as usual. Otherwise 0 with *res.
+ */
+int	smtp_session_reuse(struct smtp_conn *c, const struct smtp_conf *,
+	    const struct smtp_msg *, struct smtp_rcpt *, size_t nrcpts,
+	    struct smtp_fail *why, struct smtp_conn **keep,
+	    enum smtp_sess_result *res);
+/* QUIT (when quit_ms > 0, without waiting longer than that for the
+ * reply) and free. */
+void	smtp_conn_close(struct smtp_conn *, int quit_ms);
+/* The socket under the session, whether TLS is on it, and how many
+ * transactions it has carried. */
+int	smtp_conn_fd(const struct smtp_conn *);
+int	smtp_conn_tls(const struct smtp_conn *);
+unsigned smtp_conn_uses(const struct smtp_conn *);
+
+/* ---- kept sessions (smtp_cache.c) ---- */
+
+/*
+ * A few kept sessions per process (SMTP_CACHE_MAX), each under a key
+ * naming the next hop and what its TLS policy asks, with the relay text
+ * to report and a deadline smtp_connection_cache_time_limit after its
+ * last use. Take removes the session from the cache (the caller owns it
+ * then). Expire closes, with QUIT, the sessions past their deadline;
+ * close_all closes every one (at process exit too, through atexit).
+ * Between deliveries an alarm (smtp_cache_arm) shuts the expired ones
+ * down even when no request comes; smtp_cache_disarm stops it while a
+ * delivery runs.
+ */
+#define SMTP_CACHE_MAX	4
+
+void	smtp_cache_store(const char *key, struct smtp_conn *,
+	    const char *relay, int time_limit_s, int quit_ms);
+struct smtp_conn *smtp_cache_take(const char *key, char **relay);
+void	smtp_cache_expire(void);
+void	smtp_cache_close_all(void);
+void	smtp_cache_arm(void);
+void	smtp_cache_disarm(void);
 
 /* Set a recipient's final result. */
 void	smtp_rcpt_set(struct smtp_rcpt *, enum deliver_status,

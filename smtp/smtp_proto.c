@@ -35,6 +35,14 @@
  * the password in clear is smtp_sasl_security_options' business (none
  * by default, outside TLS); a server that refuses the credentials is
  * passed over with its reply as the reason, as Postfix does.
+ *
+ * Connection reuse: a session that ends with every recipient decided
+ * and the conversation in order (no lost connection, no time limit
+ * crossed, no 421, nothing half sent) can be handed back to the caller
+ * instead of ending with QUIT (struct smtp_conn, kept by smtp_cache.c).
+ * The next transaction on it starts with RSET; a server that does not
+ * answer 250 to that is dropped without a word and the caller connects
+ * afresh, so a session gone stale costs a reconnect, never a message.
  */
 #include "autoconf.h"
 
@@ -87,6 +95,8 @@ struct session {
 	size_t		 size_limit;	/* SIZE n; 0: none given */
 	char		*auth_mechs;	/* AUTH's words, space separated */
 	int		 broken;	/* no QUIT: the conversation is off */
+	int		 closing;	/* the server said 421: no reuse */
+	unsigned	 uses;		/* transactions, for a kept session */
 	int		 utf8;		/* declare SMTPUTF8 */
 	struct smtp_fail *why;
 };
@@ -186,8 +196,13 @@ command(struct session *ss, int timeout_ms, const char *fmt, ...)
 static int
 reply(struct session *ss, int timeout_ms)
 {
-	return smtp_reply_read(ss->s, &ss->r, ss->conf->line_limit,
-	    timeout_ms);
+	int r;
+
+	r = smtp_reply_read(ss->s, &ss->r, ss->conf->line_limit, timeout_ms);
+	/* 421 anywhere: the server is about to hang up (RFC 5321 3.8). */
+	if (r == 0 && ss->r.code == 421)
+		ss->closing = 1;
+	return r;
 }
 
 /* A recipient's result from the server's reply to a command. */
@@ -817,10 +832,58 @@ transaction(struct session *ss)
 	return data(ss);
 }
 
+struct smtp_conn {
+	struct stream	*s;
+	char		*host;
+	int		 features;
+	size_t		 size_limit;
+	char		*auth_mechs;
+	unsigned	 uses;
+};
+
+/*
+ * The end of a session: handed back in *keep when it may carry another
+ * transaction, else QUIT (unless the conversation is off) and freed.
+ */
+static void
+session_end(struct session *ss, enum smtp_sess_result res,
+    struct smtp_conn **keep)
+{
+	struct smtp_conn *c;
+
+	if (keep != NULL)
+		*keep = NULL;
+	if (keep != NULL && res == SMTP_SESS_DONE && !ss->broken &&
+	    !ss->closing && stream_pending(ss->s) == 0) {
+		c = xcalloc(1, sizeof(*c));
+		c->s = ss->s;
+		c->host = ss->host;
+		c->features = ss->features;
+		c->size_limit = ss->size_limit;
+		c->auth_mechs = ss->auth_mechs;
+		c->uses = ss->uses;
+		*keep = c;
+		smtp_reply_free(&ss->r);
+		return;
+	}
+	/* A polite goodbye, unless the connection is gone, hung, or in
+	 * the middle of the message (QUIT would become content). */
+	if (!ss->broken) {
+		if (command(ss, ss->conf->quit_ms, "QUIT") == 0)
+			(void)reply(ss, ss->conf->quit_ms);
+	}
+	tls_stream_stop(ss->s);
+	smtp_reply_free(&ss->r);
+	stream_free(ss->s);
+	free(ss->auth_mechs);
+	free(ss->host);
+}
+
 enum smtp_sess_result
 smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
     struct smtp_rcpt *rcpts, size_t nrcpts, const struct smtp_server *srv,
-    const struct smtp_security *sec, int fd, struct smtp_fail *why)
+    const struct smtp_security *sec, int fd, struct smtp_fail *why,
+    struct smtp_conn **keep)
 {
 	struct session ss;
 	enum smtp_sess_result res;
@@ -835,6 +898,7 @@ smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
 	ss.why = why;
 	ss.host = smtp_server_text(srv, 0);
 	ss.s = stream_new(fd, conf->helo_ms);
+	ss.uses = 1;
 	smtp_reply_init(&ss.r);
 	for (size_t i = 0; i < nrcpts; i++)
 		rcpts[i].accepted = 0;
@@ -842,16 +906,97 @@ smtp_session(const struct smtp_conf *conf, const struct smtp_msg *msg,
 	res = handshake(&ss);
 	if (res == SMTP_SESS_DONE)
 		res = transaction(&ss);
-	/* A polite goodbye, unless the connection is gone, hung, or in
-	 * the middle of the message (QUIT would become content). */
-	if (!ss.broken) {
-		if (command(&ss, conf->quit_ms, "QUIT") == 0)
-			(void)reply(&ss, conf->quit_ms);
-	}
-	tls_stream_stop(ss.s);
-	smtp_reply_free(&ss.r);
-	stream_free(ss.s);
-	free(ss.auth_mechs);
-	free(ss.host);
+	session_end(&ss, res, keep);
 	return res;
+}
+
+int
+smtp_session_reuse(struct smtp_conn *c, const struct smtp_conf *conf,
+    const struct smtp_msg *msg, struct smtp_rcpt *rcpts, size_t nrcpts,
+    struct smtp_fail *why, struct smtp_conn **keep,
+    enum smtp_sess_result *res)
+{
+	struct session ss;
+	int r;
+
+	if (keep != NULL)
+		*keep = NULL;
+	memset(&ss, 0, sizeof(ss));
+	ss.conf = conf;
+	ss.msg = msg;
+	ss.rcpts = rcpts;
+	ss.nrcpts = nrcpts;
+	ss.why = why;
+	ss.host = c->host;
+	ss.s = c->s;
+	ss.features = c->features;
+	ss.size_limit = c->size_limit;
+	ss.auth_mechs = c->auth_mechs;
+	ss.uses = c->uses + 1;
+	free(c);
+	smtp_reply_init(&ss.r);
+	for (size_t i = 0; i < nrcpts; i++)
+		rcpts[i].accepted = 0;
+
+	/* Anything the server said while the session sat unused (a 421
+	 * before it hung up) comes before the answer to RSET, and is not
+	 * 250 either. */
+	if ((r = command(&ss, conf->rset_ms, "RSET")) != 0 ||
+	    (r = reply(&ss, conf->rset_ms)) != 0 || ss.r.code != 250) {
+		if (server_verbose())
+			msg_info("%s: kept session with %s is no longer "
+			    "usable: %s", msg->id, ss.host, r != 0 ?
+			    stream_strerror(r) : buf_cstr(&ss.r.text));
+		ss.broken = 1;
+		session_end(&ss, SMTP_SESS_NEXT, NULL);
+		return -1;
+	}
+	if (server_verbose())
+		msg_info("%s: reusing the session with %s (use %u)", msg->id,
+		    ss.host, ss.uses);
+	*res = transaction(&ss);
+	session_end(&ss, *res, keep);
+	return 0;
+}
+
+void
+smtp_conn_close(struct smtp_conn *c, int quit_ms)
+{
+	struct smtp_reply r;
+
+	if (c == NULL)
+		return;
+	if (quit_ms > 0) {
+		stream_set_timeout(c->s, quit_ms);
+		if (stream_puts(c->s, "QUIT\r\n") == 0 &&
+		    stream_flush(c->s) == 0) {
+			smtp_reply_init(&r);
+			(void)smtp_reply_read(c->s, &r, SMTP_REPLY_MAX_TEXT,
+			    quit_ms);
+			smtp_reply_free(&r);
+		}
+	}
+	tls_stream_stop(c->s);
+	stream_free(c->s);
+	free(c->auth_mechs);
+	free(c->host);
+	free(c);
+}
+
+int
+smtp_conn_fd(const struct smtp_conn *c)
+{
+	return c->s->fd;
+}
+
+int
+smtp_conn_tls(const struct smtp_conn *c)
+{
+	return tls_stream_conn(c->s) != NULL;
+}
+
+unsigned
+smtp_conn_uses(const struct smtp_conn *c)
+{
+	return c->uses;
 }

@@ -31,6 +31,10 @@ auth_tls_only; auth_required refuses MAIL before AUTH. Each Session
 records tls (the protocol version, or None), tls_resumed, auth_user
 (who authenticated) and auth_attempts ((mechanism, user, in TLS) for
 every AUTH); each Message its session's tls and auth_user.
+
+For the client's connection reuse: rset is the reply to RSET (a string,
+list or callable like the others), and hangup_after_message=True closes
+the connection, without a word, after each message it took.
 """
 import base64
 import os
@@ -118,7 +122,8 @@ class SmtpSink:
                  starttls="220 2.0.0 Ready to start TLS", auth=None,
                  auth_mechs=("PLAIN", "LOGIN"), auth_tls_only=False,
                  auth_required=False,
-                 auth_fail="535 5.7.8 Error: authentication failed"):
+                 auth_fail="535 5.7.8 Error: authentication failed",
+                 rset="250 2.0.0 Ok", hangup_after_message=False):
         self.greeting = greeting
         self.extensions = list(extensions)
         self.ehlo = ehlo            # None: 250 with the extensions
@@ -143,6 +148,8 @@ class SmtpSink:
         self.auth_tls_only = auth_tls_only
         self.auth_required = auth_required
         self.auth_fail = auth_fail
+        self.rset = rset
+        self.hangup_after_message = hangup_after_message
         self.messages = []
         self.sessions = []
         self.connections = 0
@@ -346,9 +353,11 @@ class SmtpSink:
                     if self.delay:
                         time.sleep(self.delay)
                     self._finish(f, sess, data, mail_line, rcpt_lines)
+                    if self.hangup_after_message:
+                        return
                 elif verb == "RSET":
                     sess.mail_from, sess.rcpts = None, []
-                    self._send(f, "250 2.0.0 Ok")
+                    self._send(f, self._pick(self.rset, sess))
                 elif verb == "NOOP":
                     self._send(f, "250 2.0.0 Ok")
                 elif verb == "QUIT":
