@@ -324,16 +324,17 @@ priv_set_euid(uid_t uid, gid_t gid, const gid_t *groups, size_t ngroups)
 	}
 	/* Groups and gid first: after seteuid we could not change them. */
 	if (setgroups(ngroups, groups) < 0 || setegid(gid) < 0 ||
-	    seteuid(uid) < 0 || geteuid() != uid || getegid() != gid) {
-		saved = errno != 0 ? errno : EPERM;
-		if (priv_restore_root() < 0)
-			msg_fatal("cannot go back to root after failing to "
-			    "switch to uid %ld: %s", (long)uid,
-			    strerror(errno));
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	    seteuid(uid) < 0)
+		saved = errno;
+	else if (geteuid() != uid || getegid() != gid)
+		saved = EPERM;
+	else
+		return 0;
+	if (priv_restore_root() < 0)
+		msg_fatal("cannot go back to root after failing to switch to "
+		    "uid %ld: %s", (long)uid, strerror(errno));
+	errno = saved;
+	return -1;
 }
 
 int
