@@ -20,66 +20,8 @@ import time
 import pytest
 
 from conftest import binary
-
-
-# ---- encodings: xtext (RFC 3461, queue files) and attr.h escapes ----
-
-def xtext(s):
-    out = []
-    for b in s.encode():
-        if 33 <= b <= 126 and b not in (ord("+"), ord("=")):
-            out.append(chr(b))
-        else:
-            out.append("+%02X" % b)
-    return "".join(out)
-
-
-def unxtext(s):
-    out = bytearray()
-    i = 0
-    while i < len(s):
-        if s[i] == "+":
-            out.append(int(s[i + 1:i + 3], 16))
-            i += 3
-        else:
-            out += s[i].encode()
-            i += 1
-    return out.decode()
-
-
-def attr_escape(v):
-    out = []
-    for ch in v:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7f:
-            out.append("\\x%02x" % ord(ch))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def attr_unescape(v):
-    out, i = [], 0
-    while i < len(v):
-        if v[i] == "\\":
-            c = v[i + 1]
-            if c == "x":
-                out.append(chr(int(v[i + 2:i + 4], 16)))
-                i += 4
-                continue
-            out.append({"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}[c])
-            i += 2
-        else:
-            out.append(v[i])
-            i += 1
-    return "".join(out)
+# xtext (RFC 3461, queue files) and lib/attr.h escapes, shared.
+from queuefile import attr_escape, attr_unescape, unxtext, xtext
 
 
 # ---- queue files ----
