@@ -113,6 +113,21 @@ maildir_make(const char *dir, int create_parents, struct local_result *res)
 		}
 		free(path);
 	}
+	/*
+	 * A Maildir made just now must survive a crash with the message
+	 * that follows: the names of tmp/ new/ cur/ in dir, and of dir in
+	 * its parent, are fsynced (this runs only when something was
+	 * missing, so it costs nothing per message).
+	 */
+	path = xstrdup(dir);
+	for (size_t n = strlen(path); n > 1 && path[n - 1] == '/'; n--)
+		path[n - 1] = '\0';
+	if (file_fsync_dir(path) < 0 || file_fsync_parent(path) < 0) {
+		local_result_errno(res, errno, "fsync maildir %s", path);
+		free(path);
+		return -1;
+	}
+	free(path);
 	return 0;
 }
 
