@@ -43,9 +43,11 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "alloc.h"
 #include "buf.h"
 #include "config.h"
+#include "domainlist.h"
 #include "local.h"
 #include "localuser.h"
 #include "log.h"
@@ -235,41 +237,52 @@ alias_lookup(const struct local_tables *t, const char *key, char **value,
 	return TABLE_NOTFOUND;
 }
 
+/*
+ * Is domain in the domain list param? The same matcher as smtpd and
+ * qmgr (lib/domainlist: names, ".parent", "!item", tables), kept open
+ * for the process's life, so that local never disagrees with what
+ * smtpd accepted and qmgr routed here.
+ */
 int
 local_domain_match(const char *param, const char *domain,
     struct local_result *res)
 {
-	char **items = config_list(param);
-	char *value = NULL, *err = NULL;
-	int match = 0;
+	static struct {
+		char *param;
+		struct domainlist *list;
+	} lists[4];
+	struct domainlist *dl = NULL;
+	char *err = NULL;
+	size_t i;
+	int r;
 
-	for (size_t i = 0; items[i] != NULL && !match; i++) {
-		const char *it = items[i];
-		struct table *t;
-		int r;
-
-		if (strchr(it, ':') == NULL || it[0] == '[') {
-			match = strcasecmp(it, domain) == 0;
-			continue;
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		if (lists[i].param == NULL) {
+			if ((lists[i].list = domainlist_open(param, &err)) ==
+			    NULL)
+				break;
+			lists[i].param = xstrdup(param);
 		}
-		if ((t = local_table(it, &err)) == NULL)
-			r = TABLE_ERROR;
-		else
-			r = table_lookup(t, domain, &value, &err);
-		if (r == TABLE_ERROR) {
-			local_result_set(res, DELIVER_DEFERRED, "4.3.0",
-			    "%s lookup error for %s: %s", param, domain,
-			    err ? err : "?");
-			free(err);
-			strv_free(items);
-			return -1;
+		if (strcmp(lists[i].param, param) == 0) {
+			dl = lists[i].list;
+			break;
 		}
-		free(value);
-		value = NULL;
-		match = r == TABLE_FOUND;
 	}
-	strv_free(items);
-	return match;
+	if (dl == NULL) {
+		if (err == NULL)
+			msg_panic("local_domain_match: too many lists");
+		local_result_set(res, DELIVER_DEFERRED, "4.3.5",
+		    "%s: %s", param, err);
+		free(err);
+		return -1;
+	}
+	if ((r = domainlist_match(dl, domain, &err)) < 0) {
+		local_result_set(res, DELIVER_DEFERRED, "4.3.0",
+		    "%s lookup error for %s: %s", param, domain,
+		    err ? err : "?");
+		free(err);
+	}
+	return r;
 }
 
 /* ---- levels ---- */
@@ -278,20 +291,20 @@ static void
 level_init(struct level *lv, const struct level *parent, const char *addr,
     const char *sender)
 {
-	const char *at = strrchr(addr, '@');
 	const char *delims = config_str("recipient_delimiter");
 	size_t n;
 
 	memset(lv, 0, sizeof(*lv));
 	lv->parent = parent;
 	lv->depth = parent ? parent->depth + 1 : 0;
-	lv->local = at ? xstrndup(addr, (size_t)(at - addr)) : xstrdup(addr);
-	lv->domain = xstrdup(at ? at + 1 : "");
+	/* The local part unquoted, as smtpd saw it: "demo+x y"@... is the
+	 * user demo with the extension "x y". */
+	addr_split(addr, &lv->local, &lv->domain);
 	for (char *p = lv->local; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	for (char *p = lv->domain; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	lv->addr = *lv->domain ? xasprintf("%s@%s", lv->local, lv->domain) :
+	lv->addr = *lv->domain ? addr_join(lv->local, lv->domain) :
 	    xstrdup(lv->local);
 	/* user+ext: split at the first delimiter character, never making
 	 * the user part empty. */

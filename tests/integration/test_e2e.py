@@ -6,6 +6,7 @@ queue, qmgr schedules it, local puts it in a Maildir. Real clients
 import email
 import email.policy
 import os
+import pathlib
 import random
 import re
 import shutil
@@ -315,3 +316,58 @@ def test_expired_message_returns_a_dsn_clients_parse(instance):
     # The DSN is in the Maildir a moment before qmgr removes its file.
     instance.wait_for(lambda: queue_files(instance) == [],
                       what="the queue to empty")
+
+
+def test_quoted_local_part_with_extension_reaches_the_user(instance):
+    """smtpd accepts "demo+x y"@domain as demo with an extension; local
+    must unquote it the same way and deliver, not bounce."""
+    instance.write_main_cf(recipient_delimiter="+")
+    instance.start()
+    with smtplib.SMTP("127.0.0.1", instance.smtp_port, timeout=10) as s:
+        s.ehlo("client.example.test")
+        s.mail("alice@example.test")
+        code, text = s.rcpt('"demo+x y"@example.test')
+        assert code == 250, (code, text)
+        code, text = s.data(b"Subject: quoted\r\n\r\nbody\r\n")
+        assert code == 250, (code, text)
+    instance.wait_for(lambda: len(maildir_messages(instance)) == 1,
+                      what="delivery to demo")
+    assert b"Subject: quoted\n" in maildir_messages(instance)[0]
+    assert "status=bounced" not in instance.log()
+
+
+def test_virtual_domain_given_as_parent_pattern_is_delivered(instance):
+    """virtual_mailbox_domains = .virt.test: smtpd, qmgr and local all
+    read it with the same matcher, so mail smtpd accepts is delivered."""
+    vbase = instance.root / "vmail"
+    vbase.mkdir()
+    if os.getuid() == 0:
+        # pytest's folders are 0700: nobody could not reach vmail there.
+        import tempfile
+        vbase = pathlib.Path(tempfile.mkdtemp(prefix="tern-vmail-"))
+        os.chmod(vbase, 0o755)
+    maps = instance.root / "vmailbox"
+    maps.write_text("info@sub.virt.test sub/info/\n")
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        # virtual_minimum_uid never lets a virtual mailbox be root's.
+        uid = gid = 65534
+        os.chown(vbase, uid, gid)
+    instance.write_main_cf(virtual_mailbox_domains=".virt.test",
+                           virtual_mailbox_base=str(vbase),
+                           virtual_mailbox_maps=f"texthash:{maps}",
+                           virtual_uid_maps=f"static:{uid}",
+                           virtual_gid_maps=f"static:{gid}",
+                           virtual_minimum_uid="100")
+    instance.start()
+    with smtplib.SMTP("127.0.0.1", instance.smtp_port, timeout=10) as s:
+        s.sendmail("alice@example.test", ["info@sub.virt.test"],
+                   b"Subject: virtual\r\n\r\nbody\r\n")
+    new = vbase / "sub" / "info" / "new"
+    try:
+        instance.wait_for(lambda: new.is_dir() and len(os.listdir(new)) == 1,
+                          what="virtual delivery")
+        assert "status=bounced" not in instance.log()
+    finally:
+        if not str(vbase).startswith(str(instance.root)):
+            shutil.rmtree(vbase, ignore_errors=True)
