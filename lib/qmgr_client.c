@@ -79,51 +79,39 @@ qmgr_request(const char *queue_dir, const struct attrs *req)
 	return 0;
 }
 
-int
-qmgr_notify_new(const char *queue_dir, const char *queue_id)
+/* One request with at most one argument (name NULL or value empty: none). */
+static int
+qmgr_simple(const char *queue_dir, const char *request, const char *name,
+    const char *value)
 {
 	struct attrs req;
 	int r, saved;
 
 	attrs_init(&req);
-	attrs_add(&req, "request", "new");
-	attrs_add(&req, "queue_id", queue_id);
+	attrs_add(&req, "request", request);
+	if (name != NULL && value != NULL && value[0] != '\0')
+		attrs_add(&req, name, value);
 	r = qmgr_request(queue_dir, &req);
 	saved = errno;
 	attrs_clear(&req);
 	errno = saved;
 	return r;
+}
+
+int
+qmgr_notify_new(const char *queue_dir, const char *queue_id)
+{
+	return qmgr_simple(queue_dir, "new", "queue_id", queue_id);
 }
 
 int
 qmgr_flush(const char *queue_dir, const char *site)
 {
-	struct attrs req;
-	int r, saved;
-
-	attrs_init(&req);
-	attrs_add(&req, "request", "flush");
-	if (site != NULL && site[0] != '\0')
-		attrs_add(&req, "site", site);
-	r = qmgr_request(queue_dir, &req);
-	saved = errno;
-	attrs_clear(&req);
-	errno = saved;
-	return r;
+	return qmgr_simple(queue_dir, "flush", "site", site);
 }
 
 int
 qmgr_deliver_now(const char *queue_dir, const char *queue_id)
 {
-	struct attrs req;
-	int r, saved;
-
-	attrs_init(&req);
-	attrs_add(&req, "request", "deliver");
-	attrs_add(&req, "queue_id", queue_id);
-	r = qmgr_request(queue_dir, &req);
-	saved = errno;
-	attrs_clear(&req);
-	errno = saved;
-	return r;
+	return qmgr_simple(queue_dir, "deliver", "queue_id", queue_id);
 }
