@@ -315,6 +315,14 @@ def cert_fingerprint(port):
 
 def test_reload_picks_up_a_new_certificate(instance):
     cert, key = tls_settings(instance)
+    # One smtpd process, so every connection meets the process that saw
+    # each renewal: with several, one that never loaded the good new
+    # certificate rightly keeps the old one when the next is broken.
+    instance.write_master_cf(
+        f"{instance.smtp_host}:{instance.smtp_port} inet n - n - 1 smtpd\n"
+        "pickup    unix  n - n 60 1 pickup\n"
+        "qmgr      unix  n - n 300 1 qmgr\n"
+        "local     unix  - n n - - local\n")
     instance.start()
     old = cert_fingerprint(instance.smtp_port)
     # A renewal: new files under the same names, then `tern reload`.
