@@ -376,3 +376,19 @@ fail:
 	errno = saved;
 	return -1;
 }
+
+int
+unix_peer_uid(int fd, uid_t *uid)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -1;
+	if (len != sizeof(cred)) {
+		errno = EPROTO;
+		return -1;
+	}
+	*uid = cred.uid;
+	return 0;
+}

@@ -17,6 +17,8 @@
 #ifndef TERN_ATTR_H
 #define TERN_ATTR_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 
 struct stream;
@@ -51,5 +53,9 @@ int	attr_recv(struct stream *, struct attrs *, size_t max_line,
  * timeout_ms (<= 0: no limit); a blocking fd, or -1 with errno
  * (ETIMEDOUT, ECONNREFUSED, ENOENT...). */
 int	unix_connect(const char *path, int timeout_ms);
+/* The user at the other end of a connected Unix socket, as the kernel
+ * saw it at connect(2) (SO_PEERCRED): what a daemon that serves public/
+ * trusts to decide who may ask what. 0, or -1 with errno. */
+int	unix_peer_uid(int fd, uid_t *uid);
 
 #endif

@@ -13,13 +13,23 @@
  * deliver_call() fails for any reason every recipient of the request
  * is left "deferred" with DSN 4.3.0 and the reason, so the caller can
  * log and reschedule them without a special case.
+ *
+ * The log: an agent logs each recipient's outcome itself (deliver_log,
+ * called for what the agent did not log by deliver_agent_serve), so
+ * the to=<...>, status= lines carry the agent's name as in Postfix and
+ * the tools that count by program find them. qmgr sends what the line
+ * needs and only the agent knows nothing of: the address the sender
+ * gave (orig=) and the message's times (times=).
  */
 #include "autoconf.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "alloc.h"
@@ -76,6 +86,7 @@ deliver_request_free(struct deliver_request *req)
 {
 	for (size_t i = 0; i < req->nrcpts; i++) {
 		free(req->rcpts[i].addr);
+		free(req->rcpts[i].orig);
 		rcpt_clear_result(&req->rcpts[i]);
 	}
 	free(req->rcpts);
@@ -205,12 +216,40 @@ apply_result(struct deliver_request *req, const char *v)
 	return 0;
 }
 
+void
+deliver_request_attrs(const struct deliver_request *req, struct attrs *a)
+{
+	char *x;
+
+	attrs_add(a, "request", "deliver");
+	attrs_add(a, "queue_id", req->queue_id);
+	attrs_add(a, "folder", req->folder != NULL ? req->folder : "active");
+	attrs_add(a, "sender", req->sender != NULL ? req->sender : "");
+	attrs_add(a, "nexthop", req->nexthop != NULL ? req->nexthop : "");
+	for (size_t i = 0; i < req->nrcpts; i++) {
+		x = xtext_encode(req->rcpts[i].addr);
+		attrs_addf(a, "rcpt", "%zu %s", req->rcpts[i].index, x);
+		free(x);
+	}
+	for (size_t i = 0; i < req->nrcpts; i++) {
+		if (req->rcpts[i].orig == NULL)
+			continue;
+		x = xtext_encode(req->rcpts[i].orig);
+		attrs_addf(a, "orig", "%zu %s", req->rcpts[i].index, x);
+		free(x);
+	}
+	if (req->t_arrival > 0)
+		attrs_addf(a, "times", "%.6f %.6f %.6f", req->t_arrival,
+		    req->t_active, req->t_start);
+	if (req->fallback)
+		attrs_add(a, "fallback", "yes");
+}
+
 int
 deliver_call(struct stream *s, struct deliver_request *req)
 {
 	struct attrs a;
-	const char *status;
-	char *x;
+	const char *status, *logged;
 	int r;
 
 	for (size_t i = 0; i < req->nrcpts; i++)
@@ -219,16 +258,7 @@ deliver_call(struct stream *s, struct deliver_request *req)
 	req->relay = NULL;
 
 	attrs_init(&a);
-	attrs_add(&a, "request", "deliver");
-	attrs_add(&a, "queue_id", req->queue_id);
-	attrs_add(&a, "folder", req->folder != NULL ? req->folder : "active");
-	attrs_add(&a, "sender", req->sender != NULL ? req->sender : "");
-	attrs_add(&a, "nexthop", req->nexthop != NULL ? req->nexthop : "");
-	for (size_t i = 0; i < req->nrcpts; i++) {
-		x = xtext_encode(req->rcpts[i].addr);
-		attrs_addf(&a, "rcpt", "%zu %s", req->rcpts[i].index, x);
-		free(x);
-	}
+	deliver_request_attrs(req, &a);
 	r = attr_send(s, &a);
 	if (r == 0)
 		r = attr_recv(s, &a, DELIVER_MAX_LINE,
@@ -247,11 +277,53 @@ deliver_call(struct stream *s, struct deliver_request *req)
 				r = proto_error(s);
 		if (r == 0 && attrs_get(&a, "relay") != NULL)
 			req->relay = xstrdup(attrs_get(&a, "relay"));
+		logged = attrs_get(&a, "logged");
+		req->logged = logged != NULL && strcmp(logged, "yes") == 0;
 	}
 	attrs_clear(&a);
 	if (r != 0)
 		defer_all(req, r, s->err);
 	return r;
+}
+
+/* The optional orig=, times= and fallback= of a request; -1 when one
+ * is malformed or names a recipient not in it. */
+static int
+parse_extras(struct deliver_request *req, const struct attrs *a)
+{
+	const char *v, *rest;
+	struct deliver_rcpt *r;
+	size_t index, i;
+	double t[3];
+	char end;
+
+	for (size_t k = 0; k < a->n; k++) {
+		if (strcmp(a->v[k].name, "orig") != 0)
+			continue;
+		if (parse_index(a->v[k].value, &index, &rest) < 0)
+			return -1;
+		for (i = 0; i < req->nrcpts && req->rcpts[i].index != index;
+		    i++)
+			;
+		if (i == req->nrcpts)
+			return -1;
+		r = &req->rcpts[i];
+		free(r->orig);
+		if ((r->orig = xtext_decode(rest)) == NULL)
+			return -1;
+	}
+	if ((v = attrs_get(a, "times")) != NULL) {
+		if (sscanf(v, "%lf %lf %lf%c", &t[0], &t[1], &t[2],
+		    &end) != 3 || !(t[0] >= 0) || !(t[1] >= 0) ||
+		    !(t[2] >= 0))
+			return -1;
+		req->t_arrival = t[0];
+		req->t_active = t[1];
+		req->t_start = t[2];
+	}
+	v = attrs_get(a, "fallback");
+	req->fallback = v != NULL && strcmp(v, "yes") == 0;
+	return 0;
 }
 
 int
@@ -295,8 +367,9 @@ deliver_request_recv(struct stream *s, struct deliver_request *req)
 		deliver_add_rcpt(req, index, addr);
 		free(addr);
 	}
-	if (req->nrcpts == 0)
+	if (req->nrcpts == 0 || parse_extras(req, &a) < 0)
 		r = proto_error(s);
+	req->t_recv = deliver_now();
 out:
 	attrs_clear(&a);
 	if (r != 0)
@@ -333,10 +406,124 @@ deliver_reply_send(struct stream *s, const struct deliver_request *req)
 	}
 	if (req->relay != NULL)
 		attrs_add(&a, "relay", req->relay);
+	if (req->logged)
+		attrs_add(&a, "logged", "yes");
 	attrs_add(&a, "status", "0");
 	r = attr_send(s, &a);
 	attrs_clear(&a);
 	return r;
+}
+
+void
+deliver_format_delay(char *out, size_t outlen, double seconds)
+{
+	size_t n;
+
+	if (!(seconds >= 0.01))		/* also negative and NaN */
+		snprintf(out, outlen, "0");
+	else if (seconds < 1) {
+		/* Two decimals at most, as Postfix logs: "0.09", "0.1". */
+		snprintf(out, outlen, "%.2f", seconds);
+		n = strlen(out);
+		while (n > 0 && out[n - 1] == '0')
+			out[--n] = '\0';
+		if (n > 0 && out[n - 1] == '.')
+			out[--n] = '\0';
+	} else if (seconds < 10)
+		snprintf(out, outlen, "%.2g", seconds);
+	else if (seconds > 1e15)	/* a broken clock, not a real delay */
+		snprintf(out, outlen, "1000000000000000");
+	else
+		snprintf(out, outlen, "%llu", (unsigned long long)seconds);
+}
+
+double
+deliver_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int
+deliver_site_failure(const char *const *dsn, const int *deferred, size_t n)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!deferred[i] || dsn[i] == NULL ||
+		    strncmp(dsn[i], "4.4.", 4) != 0)
+			return 0;
+	return 1;
+}
+
+void
+deliver_log(struct deliver_request *req, size_t i, const char *to,
+    enum deliver_status st, const char *dsn, const char *reason)
+{
+	struct deliver_rcpt *r = &req->rcpts[i];
+	const char *orig = r->orig != NULL ? r->orig : r->addr;
+	char total[32], d[4][32];
+	double now = deliver_now(), t[4] = { 0, 0, 0, 0 };
+
+	if (to == NULL)
+		to = r->addr;
+	if (req->t_arrival > 0) {
+		t[0] = req->t_active - req->t_arrival;
+		t[1] = req->t_start - req->t_active;
+		t[2] = req->t_recv - req->t_start;
+		t[3] = now - req->t_recv;
+	}
+	deliver_format_delay(total, sizeof(total), req->t_arrival > 0 ?
+	    now - req->t_arrival : 0);
+	for (int k = 0; k < 4; k++)
+		deliver_format_delay(d[k], sizeof(d[k]), t[k]);
+	msg_info("%s: to=<%s>%s%s%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
+	    "dsn=%s, status=%s (%s)", req->queue_id, to,
+	    strcasecmp(orig, to) != 0 ? ", orig_to=<" : "",
+	    strcasecmp(orig, to) != 0 ? orig : "",
+	    strcasecmp(orig, to) != 0 ? ">" : "",
+	    req->relay != NULL ? req->relay : "none", total, d[0], d[1],
+	    d[2], d[3], dsn != NULL ? dsn : "", deliver_status_name(st),
+	    reason != NULL ? reason : "");
+	r->logged = 1;
+}
+
+/*
+ * Log what the agent did not log itself, unless qmgr will take a
+ * destination that could not be reached to a fallback relay: then the
+ * outcome is not final and Postfix's smtp, which tries the fallback
+ * itself, would not log it either.
+ */
+static void
+log_results(struct deliver_request *req)
+{
+	const char **dsn = xcalloc(req->nrcpts, sizeof(*dsn));
+	int *deferred = xcalloc(req->nrcpts, sizeof(*deferred));
+	int quiet;
+
+	for (size_t i = 0; i < req->nrcpts; i++) {
+		dsn[i] = req->rcpts[i].dsn;
+		deferred[i] = req->rcpts[i].status == DELIVER_DEFERRED;
+	}
+	quiet = req->fallback && deliver_site_failure(dsn, deferred,
+	    req->nrcpts);
+	free(dsn);
+	free(deferred);
+	if (quiet)
+		return;
+	for (size_t i = 0; i < req->nrcpts; i++)
+		if (!req->rcpts[i].logged)
+			deliver_log(req, i, NULL, req->rcpts[i].dsn != NULL ?
+			    req->rcpts[i].status : DELIVER_DEFERRED,
+			    req->rcpts[i].dsn != NULL ? req->rcpts[i].dsn :
+			    "4.3.0", req->rcpts[i].dsn != NULL ?
+			    req->rcpts[i].reason :
+			    "delivery agent gave no result");
+	req->logged = 1;
 }
 
 void
@@ -372,6 +559,7 @@ deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
 			break;
 		}
 		deliver(&req);
+		log_results(&req);
 		r = deliver_reply_send(out, &req);
 		deliver_request_free(&req);
 		if (r != 0) {

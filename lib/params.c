@@ -126,6 +126,9 @@ const struct param_def param_table[] = {
 	    "IP versions to use: all, ipv4, ipv6"),
 	INT("initial_destination_concurrency", "5", 1, 0,
 	    "parallel deliveries to a destination before it proves reliable"),
+	TIME("ipc_timeout", "3600s", 's', 1,
+	    "time limit for one read or write on an internal socket, such "
+	    "as showq writing the queue listing to mailq"),
 	INT("line_length_limit", "2048", 80, 0,
 	    "longest line read from SMTP or a queue file before it is split"),
 	INT("local_destination_concurrency_limit", "2", 1, 0,
@@ -188,6 +191,10 @@ const struct param_def param_table[] = {
 	    "qmqpd_authorized_clients, relay_domains, smtpd_access_maps",
 	    "features where example.com also matches its subdomains "
 	    "(elsewhere only .example.com does)"),
+	TIME("qmgr_agent_idle_time_limit", "2s", 's', 0,
+	    "how long qmgr keeps an idle connection to a delivery agent "
+	    "for the next request to the same destination; 0: a new "
+	    "connection for every request"),
 	INT("qmgr_message_active_limit", "20000", 1, 0,
 	    "most messages in the active queue"),
 	STR("queue_directory", "/var/spool/tern",
@@ -215,7 +222,7 @@ const struct param_def param_table[] = {
 	    "programs"),
 	TIME("smtp_connect_timeout", "30s", 's', 1,
 	    "time limit for the SMTP client to connect to a server"),
-	BOOL("smtp_connection_cache_on_demand", "no",
+	BOOL("smtp_connection_cache_on_demand", "yes",
 	    "the SMTP client keeps a healthy session open for the next "
 	    "request on the same qmgr connection to the same next hop"),
 	TIME("smtp_connection_cache_time_limit", "2s", 's', 0,

@@ -43,9 +43,11 @@ qmgr_socket_path(const char *queue_dir)
 	return xasprintf("%s/public/qmgr", queue_dir);
 }
 
-/* Send one request and read the answer; 0 or -1 with errno. */
+/* Send one request and read the answer (into *out when not NULL; the
+ * caller clears it); 0 or -1 with errno. */
 static int
-qmgr_request(const char *queue_dir, const struct attrs *req)
+qmgr_request(const char *queue_dir, const struct attrs *req,
+    struct attrs *out)
 {
 	struct stream *s;
 	struct attrs reply;
@@ -70,7 +72,10 @@ qmgr_request(const char *queue_dir, const struct attrs *req)
 	}
 	saved = r == STREAM_TIMEOUT ? ETIMEDOUT : r == STREAM_EOF ?
 	    ECONNRESET : r == STREAM_TOOLONG ? EPROTO : s->err;
-	attrs_clear(&reply);
+	if (r == 0 && out != NULL)
+		*out = reply;
+	else
+		attrs_clear(&reply);
 	stream_free(s);
 	if (r != 0) {
 		errno = saved != 0 ? saved : EPROTO;
@@ -91,7 +96,7 @@ qmgr_simple(const char *queue_dir, const char *request, const char *name,
 	attrs_add(&req, "request", request);
 	if (name != NULL && value != NULL && value[0] != '\0')
 		attrs_add(&req, name, value);
-	r = qmgr_request(queue_dir, &req);
+	r = qmgr_request(queue_dir, &req, NULL);
 	saved = errno;
 	attrs_clear(&req);
 	errno = saved;
@@ -114,4 +119,50 @@ int
 qmgr_deliver_now(const char *queue_dir, const char *queue_id)
 {
 	return qmgr_simple(queue_dir, "deliver", "queue_id", queue_id);
+}
+
+int
+qmgr_cancel(const char *queue_dir, const char *queue_id, int hold,
+    long *deliveries, char **why)
+{
+	struct attrs req, reply;
+	const char *status, *result, *reason;
+	int r, saved;
+
+	*deliveries = 0;
+	*why = NULL;
+	attrs_init(&req);
+	attrs_init(&reply);
+	attrs_add(&req, "request", hold ? "hold" : "delete");
+	attrs_add(&req, "queue_id", queue_id);
+	r = qmgr_request(queue_dir, &req, &reply);
+	saved = errno;
+	attrs_clear(&req);
+	if (r < 0) {
+		errno = saved;
+		return -1;
+	}
+	status = attrs_get(&reply, "status");
+	result = attrs_get(&reply, "result");
+	if (strcmp(status, "0") != 0 || result == NULL) {
+		/* Refused, or a qmgr from before these requests. */
+		reason = attrs_get(&reply, "reason");
+		*why = xstrdup(reason != NULL ? reason : "no result");
+		r = -1;
+		saved = EPROTO;
+	} else if (strcmp(result, "notfound") == 0)
+		r = QMGR_CANCEL_NOTFOUND;
+	else if (strcmp(result, "done") == 0)
+		r = QMGR_CANCEL_DONE;
+	else if (strcmp(result, "pending") == 0) {
+		r = QMGR_CANCEL_PENDING;
+		*deliveries = attrs_get_num(&reply, "deliveries");
+	} else {
+		*why = xasprintf("unknown result \"%s\"", result);
+		r = -1;
+		saved = EPROTO;
+	}
+	attrs_clear(&reply);
+	errno = saved;
+	return r;
 }

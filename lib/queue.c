@@ -63,9 +63,12 @@
  * user's sendmail may drop a file there without a set-uid or set-gid
  * program, nobody but mail_owner may list it or remove another's file,
  * and each new file gets mail_owner's group, so that pickup can read it
- * (submit.h tells the whole design). public/ is 0710: the group may reach the sockets in it,
- * others may not (tests run everything as one user, so the group bit
- * only matters on a real installation). private/ is 0700.
+ * (submit.h tells the whole design). public/ is 0711: any local user
+ * may reach the sockets in it (they are 0666, master_listen.c) but not
+ * list it, as every user's mailq asks showq, sendmail pokes pickup and
+ * ternqueue -f asks qmgr there; each of those services decides itself
+ * what a caller may do (SO_PEERCRED). private/ is 0700: daemon to
+ * daemon only.
  */
 static const struct {
 	const char *name;
@@ -84,7 +87,7 @@ static const struct {
 	mode_t	 mode;
 } queue_socket_folders[] = {
 	{ "private", 0700 },
-	{ "public", 0710 },
+	{ "public", 0711 },
 };
 
 static const struct {

@@ -73,7 +73,7 @@ int	queue_folder_lookup(const char *, enum queue_folder *);
 /* Path of a queue file: queue_dir/folder/id (allocated). */
 char	*queue_path(const char *queue_dir, enum queue_folder, const char *id);
 /* Create missing folders with their modes (queue folders 0700,
- * maildrop/ 03733, private/ 0700, public/ 0710). 0 or -1 with *err. */
+ * maildrop/ 03733, private/ 0700, public/ 0711). 0 or -1 with *err. */
 int	queue_make_folders(const char *queue_dir, char **err);
 /* Every folder queue_make_folders() makes, in order: its name and mode
  * (tern check compares them). Returns NULL past the last one. */

@@ -88,7 +88,9 @@ local_deliver_request(struct deliver_request *req)
 	local_msg_scan(&m);
 	local_table_next_request();
 	local_tables_open(&tabs);
+	m.req = req;
 	for (size_t i = 0; i < req->nrcpts; i++) {
+		m.rcpt = i;
 		local_result_init(&res);
 		local_deliver_rcpt(&m, &tabs, req->rcpts[i].addr, &res);
 		if (res.dsn == NULL)	/* a bug, but never lose mail */
@@ -102,13 +104,14 @@ local_deliver_request(struct deliver_request *req)
 	queue_close(q);
 }
 
-/* Every reply names "local" as the relay, as Postfix's local does. */
+/* Every reply and log line names "local" as the relay, as Postfix's
+ * local does. */
 static void
 local_deliver_and_name(struct deliver_request *req)
 {
-	local_deliver_request(req);
 	free(req->relay);
 	req->relay = xstrdup("local");
+	local_deliver_request(req);
 }
 
 static void

@@ -58,6 +58,8 @@ struct local_msg {
 	const char *queue_id;
 	const char *sender;	/* "" for the null sender */
 	char	**delivered_to;	/* Delivered-To: values in it, lowercased */
+	struct deliver_request *req;	/* for the log; NULL: no lines */
+	size_t	 rcpt;		/* the recipient of req being delivered */
 };
 
 /* Read the Delivered-To: headers of the message (local_msg.c). */

@@ -29,6 +29,12 @@
  * recipient is tried again later, as in Postfix), else bounced when any
  * branch bounced (the reason names the branch), else sent, with what
  * happened ("delivered to maildir", "forwarded as ID", ...).
+ *
+ * The log has a line per branch, as Postfix's local writes it: the
+ * final address as to=<...> (qualified with $myorigin when the alias
+ * or .forward gave a bare name), the recipient as orig_to=<...>, and
+ * what happened to that branch. When no branch line tells the
+ * recipient's outcome, one line for the recipient does.
  */
 #include "autoconf.h"
 
@@ -76,7 +82,9 @@ struct expansion {
 	struct local_result deferred;	/* the first deferral */
 	struct local_result bounced;	/* the first bounce */
 	int	 ndeferred, nbounced, nsent;
+	int	 nlogged, nlogged_failed;	/* branch lines written */
 	struct buf summary;
+	const char *rcpt;		/* the recipient as qmgr gave it */
 };
 
 /* One address being expanded, and the chain that led to it. */
@@ -107,12 +115,33 @@ static void expand_address(struct expansion *, const struct level *,
 
 /* ---- results ---- */
 
+/* The log line of one branch (or of the recipient itself), to the
+ * address given, qualified with $myorigin when it is a bare name. */
+static void
+log_branch(struct expansion *x, const char *addr,
+    const struct local_result *r)
+{
+	char *to;
+
+	if (x->m->req == NULL)
+		return;
+	to = strchr(addr, '@') != NULL ? xstrdup(addr) :
+	    xasprintf("%s@%s", addr, config_str("myorigin"));
+	deliver_log(x->m->req, x->m->rcpt, to, r->status,
+	    r->dsn != NULL ? r->dsn : "4.3.0", r->reason);
+	free(to);
+	x->nlogged++;
+	if (r->status != DELIVER_SENT)
+		x->nlogged_failed++;
+}
+
 static void
 record(struct expansion *x, const struct level *lv,
     const struct local_result *r)
 {
 	struct local_result *keep = NULL;
 
+	log_branch(x, lv != NULL ? lv->addr : x->rcpt, r);
 	switch (r->status) {
 	case DELIVER_DEFERRED:
 		if (x->ndeferred++ == 0)
@@ -1065,6 +1094,19 @@ out:
 	level_free(&lv);
 }
 
+/* Each address a forwarded copy went to gets its line. */
+static void
+log_forwarded(struct expansion *x, char **rcpts, const char *id)
+{
+	struct local_result r;
+
+	local_result_init(&r);
+	local_result_set(&r, DELIVER_SENT, "2.0.0", "forwarded as %s", id);
+	for (size_t i = 0; rcpts[i] != NULL; i++)
+		log_branch(x, rcpts[i], &r);
+	local_result_free(&r);
+}
+
 void
 local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
     const char *addr, struct local_result *res)
@@ -1077,6 +1119,7 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
 	memset(&x, 0, sizeof(x));
 	x.m = m;
 	x.tabs = t;
+	x.rcpt = addr;
 	x.seen = strv_split("", ",");
 	local_result_init(&x.deferred);
 	local_result_init(&x.bounced);
@@ -1107,6 +1150,7 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
 		if (x.summary.len > 0)
 			(void)buf_puts(&x.summary, "; ");
 		(void)buf_printf(&x.summary, "forwarded as %s", id);
+		log_forwarded(&x, x.groups[i].rcpts, id);
 		free(id);
 		x.nsent++;
 	}
@@ -1121,6 +1165,11 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
 	local_result_set(res, DELIVER_SENT, "2.0.0", "%s",
 	    x.summary.len > 0 ? buf_cstr(&x.summary) : "delivered");
 done:
+	/* Branch lines that do not tell the recipient's outcome: one line
+	 * for the recipient does (deliver_agent_serve writes it). */
+	if (m->req != NULL && ((res->status != DELIVER_SENT &&
+	    x.nlogged_failed == 0) || x.nlogged == 0))
+		m->req->rcpts[m->rcpt].logged = 0;
 	local_result_free(&x.deferred);
 	local_result_free(&x.bounced);
 	for (size_t i = 0; i < x.ngroups; i++) {

@@ -9,7 +9,11 @@
  * public/qmgr by default, where writers and tools send the requests of
  * qmgr_client.h: "new" (a file was committed to incoming/), "flush"
  * (retry deferred mail now) and "deliver" (retry one message now). Each
- * gets "status=0" at once; the work follows. The master.cf wakeup column
+ * gets "status=0" at once; the work follows. "delete" and "hold"
+ * (ternsuper -d / -h of a message in active/) are done before the answer,
+ * which says how it went, and only for root and mail_owner: public/ is
+ * open to every local user, and the kernel says who connected
+ * (SO_PEERCRED). The master.cf wakeup column
  * makes qmgr scan incoming/ anyway, so a lost wake-up only delays mail,
  * and deferred/ is scanned every queue_run_delay.
  *
@@ -50,6 +54,7 @@ struct client {
 	struct client *prev, *next;
 	struct stream *s;
 	unsigned long timer;
+	int	 trusted;	/* root or mail_owner: may delete and hold */
 };
 
 static struct client *clients;
@@ -83,6 +88,40 @@ client_idle(void *ctx)
 
 enum action { ACT_NONE, ACT_NEW, ACT_FLUSH, ACT_DELIVER };
 
+/*
+ * request=delete / hold queue_id=ID, answered with
+ *	result=notfound		not in memory: qmgr does nothing with a
+ *				file of that ID in active/ until it
+ *				restarts, so the caller may act on it
+ *	result=done		removed, or moved to hold/
+ *	result=pending deliveries=N	done when the N deliveries in
+ *				progress have ended
+ */
+static void
+client_cancel(const struct client *c, const char *what, const char *id,
+    struct attrs *reply)
+{
+	long r;
+
+	if (!c->trusted) {
+		attrs_add(reply, "status", "1");
+		attrs_addf(reply, "reason", "%s is for root and mail_owner "
+		    "only", what);
+		return;
+	}
+	r = qmgr_message_cancel(id, strcmp(what, "delete") == 0 ?
+	    QMGR_CANCEL_DELETE : QMGR_CANCEL_HOLD);
+	attrs_add(reply, "status", "0");
+	if (r < 0)
+		attrs_add(reply, "result", "notfound");
+	else if (r == 0)
+		attrs_add(reply, "result", "done");
+	else {
+		attrs_add(reply, "result", "pending");
+		attrs_addf(reply, "deliveries", "%ld", r);
+	}
+}
+
 /* Answer one buffered request, then do its work. -1: c was closed. */
 static int
 client_request(struct client *c)
@@ -115,6 +154,9 @@ client_request(struct client *c)
 	    queue_id_valid(id)) {
 		act = ACT_DELIVER;
 		id_copy = xstrdup(id);
+	} else if ((strcmp(what, "delete") == 0 ||
+	    strcmp(what, "hold") == 0) && id != NULL && queue_id_valid(id)) {
+		client_cancel(c, what, id, &reply);
 	} else {
 		attrs_add(&reply, "status", "1");
 		attrs_addf(&reply, "reason", "bad request \"%s\"", what);
@@ -172,6 +214,7 @@ static void
 qmgr_accept(int fd, struct event_loop *loop)
 {
 	struct client *c;
+	uid_t uid;
 
 	if (nclients >= CLIENT_MAX) {
 		msg_warn("too many request connections (%d); one closed",
@@ -181,6 +224,8 @@ qmgr_accept(int fd, struct event_loop *loop)
 	}
 	c = xcalloc(1, sizeof(*c));
 	c->s = stream_new(fd, CLIENT_WRITE_MS);
+	c->trusted = unix_peer_uid(fd, &uid) == 0 &&
+	    (uid == 0 || uid == geteuid());
 	if (event_fd_add(loop, fd, EVENT_READ, client_readable, c) < 0) {
 		msg_warn("request connection: event loop: %m");
 		stream_free(c->s);
@@ -225,6 +270,7 @@ qmgr_start(struct event_loop *loop)
 	qmgr.delay_warning = config_time("delay_warning_time");
 	qmgr.queue_run_delay = config_time("queue_run_delay");
 	qmgr.delivery_timeout = config_time("daemon_timeout");
+	qmgr.agent_idle_ms = config_time("qmgr_agent_idle_time_limit") * 1000;
 	if (qmgr.queue_run_delay < 1)
 		qmgr.queue_run_delay = 1;
 	if (qmgr.delivery_timeout < 1)

@@ -90,10 +90,6 @@ unsigned long qmgr_backoff(double age, unsigned long min_backoff,
 /* 1 when a message of this age has outlived its queue lifetime. */
 int	qmgr_expired(double age, int null_sender, unsigned long max_lifetime,
 	    unsigned long bounce_lifetime);
-/* Seconds in Postfix's log style: "0" (under 10ms), "0.07", "1.2", "43". */
-void	qmgr_format_delay(char *out, size_t outlen, double seconds);
-/* Wall clock as seconds with fractions. */
-double	qmgr_now(void);
 
 /* ---- qmgr_bounce.c ---- */
 
@@ -166,6 +162,7 @@ struct qmgr_job {
 	int	 fallback;	/* fallback_relay entries tried so far, or
 				 * -1: this mail may not use them */
 	struct stream *s;	/* the agent connection while running */
+	int	 reused;	/* s was kept from an earlier request */
 	unsigned long timer;
 	double	 t_start;	/* taken from the queue */
 	double	 t_conn;	/* connected and request sent */
@@ -195,6 +192,25 @@ struct qmgr_dest {
 	char	*dead_dsn;		/* why, for the mail deferred */
 	char	*dead_reason;		/* meanwhile */
 	unsigned long dead_timer;	/* qmgr_deliver.c's revival timer */
+	struct qmgr_agent *idle;	/* kept agent connections, newest first */
+	int	 nidle;
+	struct qmgr_agent *closing;	/* let go, the agent not done yet */
+	int	 nclosing;
+};
+
+/*
+ * An agent connection kept by qmgr_deliver.c after a request to its
+ * destination, for that destination's next request, or one it has let
+ * go whose agent has not closed its end yet (it may still be ending an
+ * SMTP session with QUIT). Either holds an agent process and maybe a
+ * session at the destination, so it counts against the destination's
+ * window and the transport's process limit like a running delivery.
+ */
+struct qmgr_agent {
+	struct qmgr_agent *next;
+	struct qmgr_dest *dest;
+	struct stream *s;
+	unsigned long timer;
 };
 
 struct qmgr_transport {
@@ -207,6 +223,8 @@ struct qmgr_transport {
 	double	 cohort_limit;	/* ..._concurrency_failed_cohort_limit */
 	size_t	 rcpt_limit;	/* <name>_destination_recipient_limit */
 	int	 active;
+	int	 nidle;		/* kept agent connections, all destinations */
+	int	 nclosing;	/* let go, not closed by the agent yet */
 	struct qmgr_dest *dests;
 	struct qmgr_dest *cursor;	/* last served, for round-robin */
 };
@@ -218,8 +236,8 @@ struct qmgr_transport *qmgr_transport_new(const char *name,
 void	qmgr_transport_free(struct qmgr_transport *);
 /* The destination for nexthop (case-insensitive), made when missing. */
 struct qmgr_dest *qmgr_dest_get(struct qmgr_transport *, const char *nexthop);
-/* Free d when nothing waits or runs there and it is not dead; 1 when
- * freed. */
+/* Free d when nothing waits, runs or is kept there and it is not dead;
+ * 1 when freed. */
 int	qmgr_dest_release(struct qmgr_dest *);
 /*
  * Queue recipients idx[0..n) of msg for d, as jobs of at most the
@@ -233,11 +251,25 @@ struct qmgr_job *qmgr_dest_pop(struct qmgr_dest *);
 /*
  * The next job to start for the transport: destinations are served in
  * turn after the one served last, each only while it is alive and has
- * fewer running than its window, all while the transport is under its
- * process limit. The job is counted as running (qmgr_sched_done ends
- * that). NULL when nothing may start now.
+ * fewer running and kept than its window, all while the transport is
+ * under its process limit (a destination with a kept connection may
+ * always use it: that takes no new process). The job is counted as
+ * running (qmgr_sched_done ends that). NULL when nothing may start now.
  */
 struct qmgr_job *qmgr_sched_next(struct qmgr_transport *);
+/*
+ * 1 when a job waits that only the transport's process limit holds
+ * back, and kept connections of other destinations take part of it:
+ * closing one of those would let the job start.
+ */
+int	qmgr_sched_crowded(const struct qmgr_transport *);
+/*
+ * 1 when an agent connection that just finished a delivery for d may be
+ * kept for d's next one: d is alive, the connection stays within its
+ * window, and the process it holds is not the last free one of the
+ * transport while another destination waits for a process.
+ */
+int	qmgr_sched_may_keep(const struct qmgr_dest *);
 /* A running job has ended: release its slots. Does not free it. */
 void	qmgr_sched_done(struct qmgr_job *);
 /* A delivery reached the destination: the window grows, failures are
@@ -254,13 +286,11 @@ int	qmgr_dest_failure(struct qmgr_dest *, const char *dsn,
 void	qmgr_dest_revive(struct qmgr_dest *);
 void	qmgr_job_free(struct qmgr_job *);
 /*
- * 1 when an agent's results for a whole request say it never reached
- * the destination: nothing sent or bounced, and every recipient
- * deferred with a network or routing status (4.4.x: connection refused
- * or timed out, no answer, DNS failure).
+ * Take every waiting job of msg off d's queue and free it (an operator
+ * deleted msg or put it on hold: ternsuper -d / -h). msg->jobs goes down
+ * by the number taken, which is returned; running jobs are not touched.
  */
-int	qmgr_site_failure(const char *const *dsn, const int *deferred,
-	    size_t n);
+size_t	qmgr_dest_cancel(struct qmgr_dest *, struct qmgr_message *);
 
 /* ---- qmgr_deliver.c ---- */
 
@@ -278,6 +308,9 @@ size_t	qmgr_deliver_pending(void);
 void	qmgr_deliver_revive(const char *site);
 /* At exit, after the event loop is gone: drop every delivery. */
 void	qmgr_deliver_shutdown(void);
+/* Take msg's waiting deliveries off every destination queue (see
+ * qmgr_dest_cancel); its running ones go on. Returns how many. */
+size_t	qmgr_deliver_cancel(struct qmgr_message *);
 /*
  * Read what the peer has sent on s into its input buffer without ever
  * waiting. 1 when a whole attribute list is buffered (attr_recv() then
@@ -312,18 +345,35 @@ struct qmgr_message {
 	size_t	 jobs;		/* deliveries not finished */
 	int	 io_error;	/* a result could not be recorded */
 	int	 finishing;
+	int	 cancel;	/* QMGR_CANCEL_*: an operator's ternsuper */
 };
 
 /* Take id (now in active/) into memory and start its deliveries. */
 void	qmgr_message_activate(const char *id);
-/* A recipient's delivery result (from qmgr_deliver.c). */
+/* A recipient's delivery result (from qmgr_deliver.c), logged unless
+ * the agent that gave it logged it already. */
 void	qmgr_message_result(struct qmgr_message *, size_t idx,
 	    enum qmgr_outcome, const char *dsn, const char *reason,
-	    const char *relay, const double delays[4]);
+	    const char *relay, const double delays[4], int logged);
+/* When the message arrived, seconds since the epoch. */
+double	qmgr_message_arrival(const struct qmgr_message *);
 /* A delivery of msg ended; finishes msg when it was the last one. */
 void	qmgr_message_job_done(struct qmgr_message *);
 /* 1 when id is in memory (being worked on). */
 int	qmgr_message_busy(const char *id);
+/*
+ * ternsuper -d / -h of a message in active/ (request=delete / hold):
+ * its waiting deliveries are dropped, the running ones end as usual
+ * (their results are recorded), and when the last has ended the file is
+ * removed ("ID: removed") or moved to hold/ ("ID: placed on hold")
+ * instead of being deferred. A delete wins over a hold. Returns -1 when
+ * id is not in memory, 0 when it is done already, else the number of
+ * deliveries still running.
+ */
+#define QMGR_CANCEL_NONE	0
+#define QMGR_CANCEL_HOLD	1
+#define QMGR_CANCEL_DELETE	2
+long	qmgr_message_cancel(const char *id, int how);
 /* Forget every message at exit (their files stay in active/). */
 void	qmgr_message_shutdown(void);
 
@@ -355,6 +405,7 @@ struct qmgr_state {
 	unsigned long delay_warning;	/* delay_warning_time; 0: never */
 	unsigned long queue_run_delay;
 	unsigned long delivery_timeout;	/* daemon_timeout, seconds */
+	unsigned long agent_idle_ms;	/* qmgr_agent_idle_time_limit */
 	int	 backlog_incoming;	/* incoming/ had more than room */
 	int	 backlog_deferred;
 	int	 stopping;

@@ -1,11 +1,10 @@
 /*
- * qmgr_backoff - when to try a deferred message again, when it has been
- * queued too long, and how delays are written in the log.
+ * qmgr_backoff - when to try a deferred message again and when it has
+ * been queued too long.
  *
  * Called by qmgr_message.c when a message leaves active/ with recipients
- * still to deliver. Pure functions of their arguments (and the clock for
- * qmgr_now), so tests/unit/test_qmgr_backoff.c pins them down; nothing
- * here fails.
+ * still to deliver. Pure functions of their arguments, so
+ * tests/unit/test_qmgr_backoff.c pins them down; nothing here fails.
  *
  * The retry interval is the message's age, kept between
  * minimal_backoff_time and maximal_backoff_time: a message tried at age
@@ -14,10 +13,6 @@
  * soon while a week-old one does not hammer a dead destination.
  */
 #include "autoconf.h"
-
-#include <stdio.h>
-#include <string.h>
-#include <time.h>
 
 #include "qmgr.h"
 
@@ -48,36 +43,4 @@ qmgr_expired(double age, int null_sender, unsigned long max_lifetime,
 	unsigned long lifetime = null_sender ? bounce_lifetime : max_lifetime;
 
 	return age >= (double)lifetime;
-}
-
-void
-qmgr_format_delay(char *out, size_t outlen, double seconds)
-{
-	size_t n;
-
-	if (!(seconds >= 0.01))		/* also negative and NaN */
-		snprintf(out, outlen, "0");
-	else if (seconds < 1) {
-		/* Two decimals at most, as Postfix logs: "0.09", "0.1". */
-		snprintf(out, outlen, "%.2f", seconds);
-		n = strlen(out);
-		while (n > 0 && out[n - 1] == '0')
-			out[--n] = '\0';
-		if (n > 0 && out[n - 1] == '.')
-			out[--n] = '\0';
-	} else if (seconds < 10)
-		snprintf(out, outlen, "%.2g", seconds);
-	else if (seconds > 1e15)	/* a broken clock, not a real delay */
-		snprintf(out, outlen, "1000000000000000");
-	else
-		snprintf(out, outlen, "%llu", (unsigned long long)seconds);
-}
-
-double
-qmgr_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

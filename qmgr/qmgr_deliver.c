@@ -26,6 +26,19 @@
  * recipient domain that cannot reach it goes to the fallback_relay
  * hosts in turn before it is deferred.
  *
+ * Connection reuse: after a reply, the connection to the agent is kept
+ * for qmgr_agent_idle_time_limit and carries the same destination's
+ * next request, so the agent process that has a session open there
+ * (smtp_cache.c) gets it and skips DNS, connect, EHLO and TLS. A kept
+ * connection counts as one of the destination's deliveries and one of
+ * the transport's processes (qmgr_sched.c), so the number of sessions
+ * open at a destination stays within its window; when other mail
+ * waits only for a process, the oldest kept connection is closed to
+ * free one. A kept connection the agent closed (its own timeout, its
+ * max_use, a crash) is dropped when seen; one that turns out dead only
+ * when the request is sent or by an end without a single reply byte is
+ * replaced by a new connection, once.
+ *
  * How it fails: an agent that cannot be reached, closes the connection,
  * sends garbage or does not answer within daemon_timeout gets every
  * recipient of the request deferred with a 4.3.0 reason naming the
@@ -36,11 +49,14 @@
  */
 #include "autoconf.h"
 
+#include <sys/socket.h>
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "attr.h"
@@ -61,8 +77,11 @@
 /* Time to connect to an agent's socket and to write a request. */
 #define AGENT_CONNECT_MS	5000
 #define AGENT_WRITE_MS		10000
+/* Longest wait for an agent to close a connection we let go. */
+#define AGENT_CLOSE_MS		10000
 
 static struct qmgr_transport *transports;
+static void job_connect(struct qmgr_job *);
 static struct qmgr_job *running;
 static size_t npending;
 static char **fallback_relays;
@@ -221,7 +240,7 @@ static void
 job_delays(const struct qmgr_job *job, double delays[4])
 {
 	const struct qmgr_message *msg = job->msg;
-	double now = qmgr_now();
+	double now = deliver_now();
 
 	delays[0] = msg->active_time - (double)msg->qm->arrival.tv_sec -
 	    (double)msg->qm->arrival.tv_nsec / 1e9;
@@ -236,6 +255,17 @@ job_delays(const struct qmgr_job *job, double delays[4])
 	delays[3] = job->t_conn > 0 ? now - job->t_conn : 0;
 }
 
+/* 1 when the job's mail may go to a fallback relay if its destination
+ * cannot be reached (job_fall_back would take it). */
+static int
+job_may_fall_back(const struct qmgr_job *job)
+{
+	if (fallback_relays == NULL)
+		fallback_relays = config_list("fallback_relay");
+	return job->fallback >= 0 &&
+	    (size_t)job->fallback < strv_len(fallback_relays);
+}
+
 /*
  * Give the job's recipients to the next fallback_relay host instead of
  * deferring them, when their route allows it and one is left. 1 when
@@ -247,16 +277,206 @@ job_fall_back(struct qmgr_job *job)
 	struct qmgr_dest *d;
 	size_t k;
 
-	if (fallback_relays == NULL)
-		fallback_relays = config_list("fallback_relay");
-	if (job->fallback < 0 || (size_t)job->fallback >=
-	    strv_len(fallback_relays))
+	if (!job_may_fall_back(job))
 		return 0;
 	k = (size_t)job->fallback;
 	d = qmgr_dest_get(job->dest->tp, fallback_relays[k]);
 	npending += qmgr_dest_enqueue(d, job->msg, job->idx, job->n,
 	    (int)k + 1);
 	return 1;
+}
+
+/* ---- kept agent connections ---- */
+
+/* Take ag off its destination's kept (closing: let-go) list and free
+ * it; its stream stays. */
+static struct stream *
+agent_unlink_from(struct qmgr_agent *ag, int closing)
+{
+	struct qmgr_dest *d = ag->dest;
+	struct qmgr_agent **pp;
+	struct stream *s = ag->s;
+
+	for (pp = closing ? &d->closing : &d->idle; *pp != ag;
+	    pp = &(*pp)->next)
+		;
+	*pp = ag->next;
+	if (closing) {
+		d->nclosing--;
+		d->tp->nclosing--;
+	} else {
+		d->nidle--;
+		d->tp->nidle--;
+	}
+	if (qmgr.loop != NULL) {
+		event_fd_del(qmgr.loop, s->fd);
+		if (ag->timer != 0)
+			event_timer_cancel(qmgr.loop, ag->timer);
+	}
+	free(ag);
+	return s;
+}
+
+static struct stream *
+agent_unlink(struct qmgr_agent *ag)
+{
+	return agent_unlink_from(ag, 0);
+}
+
+/* The agent has closed a connection we let go: its process and its
+ * session at the destination are gone, so its slot is free. */
+static void
+closing_done(struct qmgr_agent *ag)
+{
+	struct qmgr_dest *d = ag->dest;
+
+	stream_free(agent_unlink_from(ag, 1));
+	(void)qmgr_dest_release(d);
+	qmgr_deliver_schedule();
+}
+
+static void
+closing_readable(int fd, int events, void *ctx)
+{
+	char junk[512];
+	ssize_t n;
+
+	(void)events;
+	n = read(fd, junk, sizeof(junk));
+	if (n > 0 || (n < 0 && (errno == EINTR || errno == EAGAIN ||
+	    errno == EWOULDBLOCK)))
+		return;			/* not the end yet */
+	closing_done(ctx);
+}
+
+static void
+closing_timeout(void *ctx)
+{
+	struct qmgr_agent *ag = ctx;
+
+	ag->timer = 0;
+	closing_done(ag);
+}
+
+/*
+ * Let an agent connection go. It still counts against its destination
+ * until the agent closes its end: an smtp process ends its session
+ * with QUIT only when it sees ours, and a new session started meanwhile
+ * would put the destination over its window, counted at the receiving
+ * end. An agent that does not close within AGENT_CLOSE_MS is not
+ * waited for longer.
+ */
+static void
+agent_let_go(struct qmgr_dest *d, struct stream *s)
+{
+	struct qmgr_agent *ag;
+
+	(void)shutdown(s->fd, SHUT_WR);
+	if (qmgr.loop == NULL) {
+		stream_free(s);
+		return;
+	}
+	ag = xcalloc(1, sizeof(*ag));
+	ag->dest = d;
+	ag->s = s;
+	if (event_fd_add(qmgr.loop, s->fd, EVENT_READ, closing_readable,
+	    ag) < 0) {
+		stream_free(s);
+		free(ag);
+		return;
+	}
+	ag->timer = event_timer_add(qmgr.loop, AGENT_CLOSE_MS,
+	    closing_timeout, ag);
+	ag->next = d->closing;
+	d->closing = ag;
+	d->nclosing++;
+	d->tp->nclosing++;
+}
+
+/* Let a kept connection go: its agent process is free for other work
+ * once it has closed. */
+static void
+agent_drop(struct qmgr_agent *ag)
+{
+	struct qmgr_dest *d = ag->dest;
+
+	agent_let_go(d, agent_unlink(ag));
+}
+
+static void
+agent_expired(void *ctx)
+{
+	struct qmgr_agent *ag = ctx;
+
+	ag->timer = 0;
+	agent_drop(ag);
+}
+
+/* A kept connection has nothing to say: anything readable is its end
+ * (the agent's own timeout, max_use, a crash) or garbage. */
+static void
+agent_hangup(int fd, int events, void *ctx)
+{
+	struct qmgr_agent *ag = ctx;
+	struct qmgr_dest *d = ag->dest;
+
+	(void)fd;
+	(void)events;
+	stream_free(agent_unlink(ag));
+	(void)qmgr_dest_release(d);
+	qmgr_deliver_schedule();
+}
+
+/* Keep the connection of a request that ended cleanly for the
+ * destination's next request; 0 when it may not be kept. */
+static int
+agent_keep(struct qmgr_dest *d, struct stream *s)
+{
+	struct qmgr_agent *ag;
+
+	if (qmgr.agent_idle_ms == 0 || qmgr.stopping || qmgr.loop == NULL ||
+	    s->in.len > 0 || !qmgr_sched_may_keep(d))
+		return 0;
+	ag = xcalloc(1, sizeof(*ag));
+	ag->dest = d;
+	ag->s = s;
+	if (event_fd_add(qmgr.loop, s->fd, EVENT_READ, agent_hangup,
+	    ag) < 0) {
+		free(ag);
+		return 0;
+	}
+	ag->timer = event_timer_add(qmgr.loop, (long)qmgr.agent_idle_ms,
+	    agent_expired, ag);
+	ag->next = d->idle;
+	d->idle = ag;
+	d->nidle++;
+	d->tp->nidle++;
+	return 1;
+}
+
+/* Close every kept connection of d (it died: none of them is wanted). */
+static void
+agent_drop_all(struct qmgr_dest *d)
+{
+	while (d->idle != NULL)
+		agent_drop(d->idle);
+}
+
+/* Close the oldest kept connection of the transport's first
+ * destination that has one, to free a process for other mail. */
+static void
+agent_evict(struct qmgr_transport *tp)
+{
+	struct qmgr_dest *d;
+	struct qmgr_agent *ag;
+
+	for (d = tp->dests; d != NULL && d->idle == NULL; d = d->next)
+		;
+	if (d == NULL)
+		return;
+	for (ag = d->idle; ag->next != NULL; ag = ag->next)
+		;
+	agent_drop(ag);
 }
 
 /* Defer every recipient of the job that has no result yet. */
@@ -271,24 +491,22 @@ job_defer(struct qmgr_job *job, const char *dsn, const char *why,
 	for (i = 0; i < job->n; i++)
 		if (job->idx[i] != (size_t)-1)
 			qmgr_message_result(job->msg, job->idx[i],
-			    OUTCOME_DEFERRED, dsn, why, relay, delays);
+			    OUTCOME_DEFERRED, dsn, why, relay, delays, 0);
 }
 
 /*
- * The job is over (its results recorded): forget it, tell its message
- * (which may finish and go away), start more work.
+ * The job is over (its results recorded): forget it, keep its agent
+ * connection when asked and allowed, tell its message (which may finish
+ * and go away), start more work.
  */
 static void
-job_free(struct qmgr_job *job, int was_running)
+job_free(struct qmgr_job *job, int was_running, int keep)
 {
 	struct qmgr_dest *d = job->dest;
 	struct qmgr_message *msg = job->msg;
 
-	if (job->s != NULL) {
+	if (job->s != NULL)
 		event_fd_del(qmgr.loop, job->s->fd);
-		stream_free(job->s);
-		job->s = NULL;
-	}
 	if (job->timer != 0)
 		event_timer_cancel(qmgr.loop, job->timer);
 	if (was_running) {
@@ -300,6 +518,9 @@ job_free(struct qmgr_job *job, int was_running)
 			job->rnext->rprev = job->rprev;
 		qmgr_sched_done(job);
 	}
+	if (job->s != NULL && !(keep && agent_keep(d, job->s)))
+		agent_let_go(d, job->s);
+	job->s = NULL;
 	npending--;
 	qmgr_job_free(job);
 	(void)qmgr_dest_release(d);
@@ -312,7 +533,7 @@ static void
 job_agent_failed(struct qmgr_job *job, const char *why)
 {
 	job_defer(job, "4.3.0", why, job->dest->tp->name);
-	job_free(job, 1);
+	job_free(job, 1, 0);
 }
 
 static void
@@ -332,6 +553,7 @@ dest_died(struct qmgr_dest *d)
 {
 	msg_info("delivery to %s:%s suspended for %lus: %s", d->tp->name,
 	    d->nexthop, qmgr.min_backoff, d->dead_reason);
+	agent_drop_all(d);
 	if (qmgr.loop != NULL)
 		d->dead_timer = event_timer_add(qmgr.loop,
 		    (long)qmgr.min_backoff * 1000, dest_revive_timer, d);
@@ -350,7 +572,7 @@ job_suspended(struct qmgr_job *job)
 		job_defer(job, d->dead_dsn, why, "none");
 		free(why);
 	}
-	job_free(job, 0);
+	job_free(job, 0, 0);
 }
 
 struct result {
@@ -422,14 +644,16 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 {
 	struct qmgr_dest *d = job->dest;
 	const char *relay = attrs_get(a, "relay");
+	const char *logged = attrs_get(a, "logged");
 	struct result *res;
 	const char **dsn;
-	int *deferred, site, answered = 0;
+	int *deferred, site, answered = 0, agent_logged;
 	double delays[4];
 	size_t k;
 
 	if (relay == NULL || relay[0] == '\0')
 		relay = d->tp->name;
+	agent_logged = logged != NULL && strcmp(logged, "yes") == 0;
 	res = xcalloc(job->n, sizeof(*res));
 	dsn = xcalloc(job->n, sizeof(*dsn));
 	deferred = xcalloc(job->n, sizeof(*deferred));
@@ -441,7 +665,7 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 		answered |= res[k].have;
 	}
 	/* A reply without results says nothing about the destination. */
-	site = qmgr_site_failure(dsn, deferred, job->n);
+	site = deliver_site_failure(dsn, deferred, job->n);
 	if (!site && answered && d->dead) {
 		/* It answered after all: no need to wait for the timer. */
 		if (d->dead_timer != 0)
@@ -452,7 +676,7 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 	if (!site && answered)
 		qmgr_dest_success(d);
 	else if (site && qmgr_dest_failure(d, res[0].dsn, res[0].reason,
-	    qmgr_now(), qmgr.min_backoff))
+	    deliver_now(), qmgr.min_backoff))
 		dest_died(d);
 
 	if (!site || !job_fall_back(job)) {
@@ -462,7 +686,7 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 				continue;
 			qmgr_message_result(job->msg, job->idx[k],
 			    res[k].outcome, res[k].dsn, res[k].reason, relay,
-			    delays);
+			    delays, agent_logged);
 			job->idx[k] = (size_t)-1;
 		}
 		job_defer(job, "4.3.0", "delivery agent gave no result for "
@@ -475,7 +699,7 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 	free(res);
 	free(dsn);
 	free(deferred);
-	job_free(job, 1);
+	job_free(job, 1, 1);
 }
 
 static void
@@ -490,6 +714,18 @@ job_readable(int fd, int events, void *ctx)
 	r = qmgr_attr_ready(job->s, REPLY_LINE_MAX * (job->n + REPLY_EXTRA));
 	if (r == 0)
 		return;
+	if (r == STREAM_EOF && job->reused && job->s->in.len == 0) {
+		/* A kept connection the agent closed as we used it: the
+		 * request never started; again on a new connection. */
+		event_fd_del(qmgr.loop, job->s->fd);
+		stream_free(job->s);
+		job->s = NULL;
+		event_timer_cancel(qmgr.loop, job->timer);
+		job->timer = 0;
+		job->reused = 0;
+		job_connect(job);
+		return;
+	}
 	if (r < 0) {
 		why = xasprintf("delivery agent %s failed: %s", tp,
 		    r == STREAM_EOF ? "lost connection" :
@@ -524,22 +760,66 @@ job_timeout(void *ctx)
 	free(why);
 }
 
-/* Connect to the agent and send the request; the reply comes later. */
-static void
-job_start(struct qmgr_job *job)
+/* Send the job's request on job->s: 0 or a stream error. */
+static int
+job_send(struct qmgr_job *job)
 {
 	struct qmgr_message *msg = job->msg;
-	struct qmgr_transport *tp = job->dest->tp;
+	struct qmgr_rcpt_state *rs;
+	struct deliver_request req;
 	struct attrs a;
-	char *path, *why, *x;
-	size_t i;
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	req.queue_id = xstrdup(msg->id);
+	req.folder = xstrdup(queue_folder_name(QUEUE_ACTIVE));
+	req.sender = xstrdup(msg->qm->sender);
+	req.nexthop = xstrdup(job->dest->nexthop);
+	for (size_t i = 0; i < job->n; i++) {
+		rs = &msg->rs[job->idx[i]];
+		deliver_add_rcpt(&req, job->idx[i], rs->addr);
+		if (rs->orig != NULL)
+			req.rcpts[i].orig = xstrdup(rs->orig);
+	}
+	req.t_arrival = qmgr_message_arrival(msg);
+	req.t_active = msg->active_time;
+	req.t_start = job->t_start;
+	req.fallback = job_may_fall_back(job);
+	attrs_init(&a);
+	deliver_request_attrs(&req, &a);
+	r = attr_send(job->s, &a);
+	attrs_clear(&a);
+	deliver_request_free(&req);
+	return r;
+}
+
+/* The request is out: watch for the reply, within daemon_timeout. */
+static void
+job_wait(struct qmgr_job *job)
+{
+	char *why;
+
+	job->t_conn = deliver_now();
+	if (event_fd_add(qmgr.loop, job->s->fd, EVENT_READ, job_readable,
+	    job) < 0) {
+		why = xasprintf("delivery agent %s failed: event loop: %m",
+		    job->dest->tp->name);
+		job_agent_failed(job, why);
+		free(why);
+		return;
+	}
+	job->timer = event_timer_add(qmgr.loop,
+	    (long)qmgr.delivery_timeout * 1000, job_timeout, job);
+}
+
+/* Connect to the agent and send the request; the reply comes later. */
+static void
+job_connect(struct qmgr_job *job)
+{
+	struct qmgr_transport *tp = job->dest->tp;
+	char *path, *why;
 	int fd, r;
 
-	job->t_start = qmgr_now();
-	job->rnext = running;
-	if (running != NULL)
-		running->rprev = job;
-	running = job;
 	path = xasprintf("%s/private/%s", qmgr.queue_dir, tp->service);
 	if ((fd = unix_connect(path, AGENT_CONNECT_MS)) < 0) {
 		why = xasprintf("delivery agent %s unavailable: connect to "
@@ -551,38 +831,41 @@ job_start(struct qmgr_job *job)
 	}
 	free(path);
 	job->s = stream_new(fd, AGENT_WRITE_MS);
-
-	attrs_init(&a);
-	attrs_add(&a, "request", "deliver");
-	attrs_add(&a, "queue_id", msg->id);
-	attrs_add(&a, "folder", queue_folder_name(QUEUE_ACTIVE));
-	attrs_add(&a, "sender", msg->qm->sender);
-	attrs_add(&a, "nexthop", job->dest->nexthop);
-	for (i = 0; i < job->n; i++) {
-		x = xtext_encode(msg->rs[job->idx[i]].addr);
-		attrs_addf(&a, "rcpt", "%zu %s", job->idx[i], x);
-		free(x);
-	}
-	r = attr_send(job->s, &a);
-	attrs_clear(&a);
-	if (r != 0) {
+	if ((r = job_send(job)) != 0) {
 		why = xasprintf("delivery agent %s failed: sending the "
 		    "request: %s", tp->name, stream_strerror(r));
 		job_agent_failed(job, why);
 		free(why);
 		return;
 	}
-	job->t_conn = qmgr_now();
-	if (event_fd_add(qmgr.loop, job->s->fd, EVENT_READ, job_readable,
-	    job) < 0) {
-		why = xasprintf("delivery agent %s failed: event loop: %m",
-		    tp->name);
-		job_agent_failed(job, why);
-		free(why);
-		return;
+	job_wait(job);
+}
+
+/* Start a job the scheduler picked: on a kept connection to its
+ * destination's agent when there is one, else on a new one. */
+static void
+job_start(struct qmgr_job *job)
+{
+	struct qmgr_dest *d = job->dest;
+
+	job->t_start = deliver_now();
+	job->rnext = running;
+	if (running != NULL)
+		running->rprev = job;
+	running = job;
+	if (d->idle != NULL) {
+		job->s = agent_unlink(d->idle);
+		job->reused = 1;
+		if (job_send(job) == 0) {
+			job_wait(job);
+			return;
+		}
+		/* The agent went away while its connection was kept. */
+		stream_free(job->s);
+		job->s = NULL;
+		job->reused = 0;
 	}
-	job->timer = event_timer_add(qmgr.loop,
-	    (long)qmgr.delivery_timeout * 1000, job_timeout, job);
+	job_connect(job);
 }
 
 /* Defer the waiting mail of dead destinations; 1 when any was. */
@@ -624,6 +907,10 @@ qmgr_deliver_schedule(void)
 			again |= drain_dead(tp);
 			while ((job = qmgr_sched_next(tp)) != NULL) {
 				job_start(job);
+				again = 1;
+			}
+			if (qmgr_sched_crowded(tp)) {
+				agent_evict(tp);
 				again = 1;
 			}
 		}
@@ -669,6 +956,12 @@ qmgr_deliver_shutdown(void)
 			stream_free(job->s);
 		qmgr_job_free(job);
 	}
+	for (tp = transports; tp != NULL; tp = tp->next)
+		for (struct qmgr_dest *d = tp->dests; d != NULL; d = d->next)
+			while (d->idle != NULL || d->closing != NULL)
+				stream_free(d->idle != NULL ?
+				    agent_unlink(d->idle) :
+				    agent_unlink_from(d->closing, 1));
 	while ((tp = transports) != NULL) {
 		transports = tp->next;
 		qmgr_transport_free(tp);
@@ -676,4 +969,23 @@ qmgr_deliver_shutdown(void)
 	strv_free(fallback_relays);
 	fallback_relays = NULL;
 	npending = 0;
+}
+
+size_t
+qmgr_deliver_cancel(struct qmgr_message *msg)
+{
+	struct qmgr_transport *tp;
+	struct qmgr_dest *d, *next;
+	size_t n = 0, k;
+
+	for (tp = transports; tp != NULL; tp = tp->next)
+		for (d = tp->dests; d != NULL; d = next) {
+			next = d->next;
+			if ((k = qmgr_dest_cancel(d, msg)) == 0)
+				continue;
+			n += k;
+			(void)qmgr_dest_release(d);
+		}
+	npending -= n;
+	return n;
 }

@@ -17,6 +17,9 @@
  *	  marked done; mail from the null sender never gets one;
  *	- nothing left: the file is removed ("removed");
  *	- else it moves to deferred/ with its next-try time as mtime.
+ * An operator's ternsuper -d / -h of a message in memory
+ * (qmgr_message_cancel) drops its waiting deliveries, lets the running
+ * ones end, and then removes the file or moves it to hold/ instead.
  *
  * A virtual alias that expands one recipient into several is written
  * out as a new queue file holding the expansion (as Postfix's cleanup
@@ -43,6 +46,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "deliver.h"
 #include "log.h"
 #include "qmgr.h"
 #include "queue.h"
@@ -59,8 +63,8 @@ struct group {
 	size_t	 n;
 };
 
-static double
-arrival_of(const struct qmgr_message *msg)
+double
+qmgr_message_arrival(const struct qmgr_message *msg)
 {
 	return (double)msg->qm->arrival.tv_sec +
 	    (double)msg->qm->arrival.tv_nsec / 1e9;
@@ -106,7 +110,7 @@ dsn_for(enum qmgr_outcome outcome, const char *dsn)
 void
 qmgr_message_result(struct qmgr_message *msg, size_t i,
     enum qmgr_outcome outcome, const char *dsn, const char *reason,
-    const char *relay, const double delays[4])
+    const char *relay, const double delays[4], int logged)
 {
 	struct qmgr_rcpt_state *rs = &msg->rs[i];
 	char d_total[32], d[4][32], *err = NULL, *text, *orig = NULL;
@@ -146,11 +150,15 @@ qmgr_message_result(struct qmgr_message *msg, size_t i,
 	free(rs->reason);
 	rs->dsn = xstrdup(dsn);
 	rs->reason = xstrdup(text);
+	if (logged) {
+		free(text);
+		return;
+	}
 
-	qmgr_format_delay(d_total, sizeof(d_total),
-	    qmgr_now() - arrival_of(msg));
+	deliver_format_delay(d_total, sizeof(d_total),
+	    deliver_now() - qmgr_message_arrival(msg));
 	for (k = 0; k < 4; k++)
-		qmgr_format_delay(d[k], sizeof(d[k]), delays[k]);
+		deliver_format_delay(d[k], sizeof(d[k]), delays[k]);
 	if (rs->orig != NULL)
 		orig = xasprintf(", orig_to=<%s>", rs->orig);
 	msg_info("%s: to=<%s>%s, relay=%s, delay=%s, delays=%s/%s/%s/%s, "
@@ -277,11 +285,11 @@ explode_write(struct qmgr_message *msg, struct explode *x, size_t nx,
 static void
 explode(struct qmgr_message *msg, struct explode *x, size_t nx)
 {
-	double delays[4] = { 0, 0, 0, 0 }, now = qmgr_now();
+	double delays[4] = { 0, 0, 0, 0 }, now = deliver_now();
 	char *new_id = NULL, *err = NULL, *why, dt[32], da[32];
 	size_t k;
 
-	delays[0] = msg->active_time - arrival_of(msg);
+	delays[0] = msg->active_time - qmgr_message_arrival(msg);
 	delays[1] = now - msg->active_time;
 	if (explode_write(msg, x, nx, &new_id, &err) < 0) {
 		why = xasprintf("cannot queue the virtual alias expansion: %s",
@@ -292,14 +300,14 @@ explode(struct qmgr_message *msg, struct explode *x, size_t nx)
 
 			msg->rs[i].addr = xstrdup(msg->qm->rcpts[i].addr);
 			qmgr_message_result(msg, x[k].i, OUTCOME_DEFERRED,
-			    "4.3.0", why, "none", delays);
+			    "4.3.0", why, "none", delays, 0);
 		}
 		free(why);
 		free(err);
 		return;
 	}
-	qmgr_format_delay(dt, sizeof(dt), now - arrival_of(msg));
-	qmgr_format_delay(da, sizeof(da), delays[0]);
+	deliver_format_delay(dt, sizeof(dt), now - qmgr_message_arrival(msg));
+	deliver_format_delay(da, sizeof(da), delays[0]);
 	for (k = 0; k < nx; k++) {
 		struct qmgr_rcpt_state *rs = &msg->rs[x[k].i];
 
@@ -407,6 +415,43 @@ delay_warning(struct qmgr_message *msg, double age)
 	free(dr);
 }
 
+/*
+ * The end of a message an operator deleted or put on hold while qmgr had
+ * it (qmgr_message_cancel). Nothing of the usual end happens: no expiry,
+ * no report, no retry time. The file is removed, or moved to hold/ with
+ * its recipients' marks as they are, so that a release goes on where it
+ * stopped (a failure report still owed goes out then). A hold that finds
+ * nothing left to deliver ends as usual instead: 0 then, else 1 and msg
+ * is freed.
+ */
+static int
+message_cancelled(struct qmgr_message *msg)
+{
+	char *err = NULL;
+
+	if (msg->cancel == QMGR_CANCEL_NONE ||
+	    (msg->cancel == QMGR_CANCEL_HOLD &&
+	    queue_count(msg->qm, RCPT_TODO) == 0))
+		return 0;
+	if (msg->cancel == QMGR_CANCEL_DELETE) {
+		if (unlink(msg->qm->path) < 0 && errno != ENOENT)
+			msg_warn("%s: remove %s: %m; it stays in active/ until "
+			    "qmgr restarts", msg->id, msg->qm->path);
+		else
+			msg_info("%s: removed", msg->id);
+	} else if (queue_move(qmgr.queue_dir, msg->id, QUEUE_ACTIVE,
+	    QUEUE_HOLD, &err) < 0) {
+		msg_warn("%s: cannot move to hold/: %s; it stays in active/ "
+		    "until qmgr restarts", msg->id, err);
+		free(err);
+	} else
+		msg_info("%s: placed on hold", msg->id);
+	message_free(msg);
+	qmgr.nactive--;
+	qmgr_scan_soon(qmgr.backlog_incoming, qmgr.backlog_deferred);
+	return 1;
+}
+
 /* Every delivery has ended: expire what is too old, report failures,
  * then remove the file or defer it. Frees msg. */
 static void
@@ -415,13 +460,15 @@ message_finish(struct qmgr_message *msg)
 	struct queue_msg *qm = msg->qm;
 	struct qmgr_dsn_rcpt *dr;
 	struct timespec ts[2];
-	double now = qmgr_now(), age = now - arrival_of(msg);
+	double now = deliver_now(), age = now - qmgr_message_arrival(msg);
 	int null_sender = qm->sender[0] == '\0', bounce_failed = 0;
 	char *err = NULL, *new_id = NULL, *why;
 	unsigned long delay;
 	size_t i, nd;
 
 	msg->finishing = 1;
+	if (message_cancelled(msg))
+		return;
 
 	/* Too old: what is still to deliver fails now. */
 	if (!msg->io_error && queue_count(qm, RCPT_TODO) > 0 &&
@@ -564,8 +611,49 @@ qmgr_message_job_done(struct qmgr_message *msg)
 {
 	if (msg->jobs > 0)
 		msg->jobs--;
+	/* A delivery that could not get through may just have queued the
+	 * rest for a fallback relay: not for a cancelled message. */
+	if (msg->cancel != QMGR_CANCEL_NONE)
+		(void)qmgr_deliver_cancel(msg);
 	if (msg->jobs == 0 && !msg->finishing)
 		message_finish(msg);
+}
+
+/*
+ * Races (ternsuper's side is in tools/ternsuper.c): qmgr is one thread,
+ * and a file enters active/ and memory in the same turn of the event
+ * loop (qmgr_scan.c take()), and leaves both in the same turn
+ * (message_finish), so a request sees a message in memory exactly when
+ * qmgr will still act on its file. Deliveries in flight hold the file
+ * open and finish; their results go into it, which for a hold is the
+ * file in hold/ that a release will pick up.
+ */
+long
+qmgr_message_cancel(const char *id, int how)
+{
+	struct qmgr_message *msg;
+	size_t dropped;
+
+	for (msg = qmgr.msgs; msg != NULL; msg = msg->next)
+		if (strcmp(msg->id, id) == 0)
+			break;
+	if (msg == NULL)
+		return -1;
+	if (how > msg->cancel)		/* a delete wins over a hold */
+		msg->cancel = how;
+	dropped = qmgr_deliver_cancel(msg);
+	if (msg->finishing)		/* on its way out already */
+		return 1;
+	if (msg->jobs == 0) {
+		message_finish(msg);	/* frees msg */
+		return 0;
+	}
+	msg_info("%s: %s requested: %zu waiting deliver%s dropped; %zu in "
+	    "progress must end first", msg->id,
+	    msg->cancel == QMGR_CANCEL_DELETE ?
+	    "delete" : "hold", dropped, dropped == 1 ? "y" : "ies",
+	    msg->jobs);
+	return (long)msg->jobs;
 }
 
 void
@@ -608,7 +696,7 @@ qmgr_message_activate(const char *id)
 	msg = xcalloc(1, sizeof(*msg));
 	msg->id = xstrdup(id);
 	msg->qm = qm;
-	msg->active_time = qmgr_now();
+	msg->active_time = deliver_now();
 	msg->rs = xcalloc(qm->nrcpts ? qm->nrcpts : 1, sizeof(*msg->rs));
 	msg->finishing = 1;	/* until every delivery is queued */
 	msg->next = qmgr.msgs;
@@ -619,7 +707,7 @@ qmgr_message_activate(const char *id)
 
 	msg_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", id,
 	    qm->sender, qm->content_len, qm->nrcpts);
-	delays[0] = msg->active_time - arrival_of(msg);
+	delays[0] = msg->active_time - qmgr_message_arrival(msg);
 	expanded = queue_msg_attr(qm, QMGR_ATTR_EXPANDED_FROM) != NULL;
 
 	for (i = 0; i < qm->nrcpts; i++) {
@@ -649,15 +737,15 @@ qmgr_message_activate(const char *id)
 			break;
 		case ROUTE_DISCARD:
 			qmgr_message_result(msg, i, OUTCOME_SENT, r->dsn,
-			    r->reason, "none", delays);
+			    r->reason, "none", delays, 0);
 			break;
 		case ROUTE_DEFER:
 			qmgr_message_result(msg, i, OUTCOME_DEFERRED, r->dsn,
-			    r->reason, "none", delays);
+			    r->reason, "none", delays, 0);
 			break;
 		case ROUTE_BOUNCE:
 			qmgr_message_result(msg, i, OUTCOME_BOUNCED, r->dsn,
-			    r->reason, "none", delays);
+			    r->reason, "none", delays, 0);
 			break;
 		}
 		qmgr_routes_free(&routes);

@@ -24,7 +24,10 @@
  *	  backoff has passed;
  *	- destinations take turns: after serving one, the next one in the
  *	  ring gets the next free slot, so a destination with thousands of
- *	  messages waiting cannot starve one with three.
+ *	  messages waiting cannot starve one with three;
+ *	- an agent connection qmgr_deliver.c keeps for a destination's
+ *	  next request counts as one of its deliveries, so the window
+ *	  bounds what is open there, not only what is busy.
  */
 #include "autoconf.h"
 
@@ -118,7 +121,8 @@ qmgr_dest_release(struct qmgr_dest *d)
 
 	/* A dead destination is kept: its state is what stops new
 	 * connections until the backoff is over. */
-	if (d->head != NULL || d->active > 0 || d->dead)
+	if (d->head != NULL || d->active > 0 || d->nidle > 0 ||
+	    d->nclosing > 0 || d->dead)
 		return 0;
 	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == d) {
@@ -173,6 +177,20 @@ qmgr_dest_pop(struct qmgr_dest *d)
 	return job;
 }
 
+/* Room for one more connection at d within its window. */
+static int
+room(const struct qmgr_dest *d)
+{
+	return d->active + d->nidle + d->nclosing < d->window;
+}
+
+/* Room for one more agent process of the transport. */
+static int
+tp_room(const struct qmgr_transport *tp)
+{
+	return tp->active + tp->nidle + tp->nclosing < tp->total_limit;
+}
+
 struct qmgr_job *
 qmgr_sched_next(struct qmgr_transport *tp)
 {
@@ -185,7 +203,9 @@ qmgr_sched_next(struct qmgr_transport *tp)
 	    tp->cursor->next : tp->dests;
 	d = start;
 	do {
-		if (d->head != NULL && !d->dead && d->active < d->window) {
+		if (d->head != NULL && !d->dead && (d->nidle > 0 ?
+		    d->active < d->window : room(d) &&
+		    tp_room(tp))) {
 			job = qmgr_dest_pop(d);
 			tp->cursor = d;
 			tp->active++;
@@ -195,6 +215,41 @@ qmgr_sched_next(struct qmgr_transport *tp)
 		d = d->next != NULL ? d->next : tp->dests;
 	} while (d != start);
 	return NULL;
+}
+
+/* 1 when a destination other than except has mail waiting that only
+ * the lack of a process holds back. */
+static int
+others_wait(const struct qmgr_transport *tp, const struct qmgr_dest *except)
+{
+	const struct qmgr_dest *d;
+
+	for (d = tp->dests; d != NULL; d = d->next)
+		if (d != except && d->head != NULL && !d->dead &&
+		    d->nidle == 0 && room(d))
+			return 1;
+	return 0;
+}
+
+int
+qmgr_sched_crowded(const struct qmgr_transport *tp)
+{
+	/* A connection on its way out frees a process soon: one at a
+	 * time. */
+	if (tp->nidle == 0 || tp->nclosing > 0 || tp_room(tp))
+		return 0;
+	return others_wait(tp, NULL);
+}
+
+int
+qmgr_sched_may_keep(const struct qmgr_dest *d)
+{
+	const struct qmgr_transport *tp = d->tp;
+
+	if (d->dead || !room(d))
+		return 0;
+	return tp->active + tp->nidle + tp->nclosing + 1 < tp->total_limit ||
+	    !others_wait(tp, d);
 }
 
 void
@@ -245,16 +300,27 @@ qmgr_dest_revive(struct qmgr_dest *d)
 	d->dead_dsn = d->dead_reason = NULL;
 }
 
-int
-qmgr_site_failure(const char *const *dsn, const int *deferred, size_t n)
+size_t
+qmgr_dest_cancel(struct qmgr_dest *d, struct qmgr_message *msg)
 {
-	size_t i;
+	struct qmgr_job **pp, *job;
+	size_t n = 0;
 
-	if (n == 0)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!deferred[i] || dsn[i] == NULL ||
-		    strncmp(dsn[i], "4.4.", 4) != 0)
-			return 0;
-	return 1;
+	/* Unlink in place, keeping the others in their order; the tail
+	 * is whatever job is last once we are through. */
+	d->tail = NULL;
+	for (pp = &d->head; (job = *pp) != NULL;) {
+		if (job->msg != msg) {
+			d->tail = job;
+			pp = &job->next;
+			continue;
+		}
+		*pp = job->next;
+		d->waiting--;
+		if (msg->jobs > 0)
+			msg->jobs--;
+		qmgr_job_free(job);
+		n++;
+	}
+	return n;
 }

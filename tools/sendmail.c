@@ -943,7 +943,8 @@ list_queue(void)
 			    "the mail queue", opt.login,
 			    (unsigned long)getuid());
 	}
-	if (showq_print(opt.queue_dir, SHOWQ_TEXT, stdout) < 0)
+	/* The showq service, or the folders when it is down (showq.h). */
+	if (showq_list(opt.queue_dir, SHOWQ_TEXT, stdout) < 0)
 		return EX_NOPERM;
 	if (fflush(stdout) != 0 || ferror(stdout))
 		die(EX_IOERR, "write to standard output: %s",

@@ -8,8 +8,11 @@
  *	ternqueue [-c config_dir] -s site	flush mail for one domain
  *	ternqueue [-c config_dir] -i queue_id	retry one message now
  *
- * Listing reads the queue folders (showq.c), so it works for root and
- * mail_owner, also while the daemons are down. The flush requests go to
+ * Listing asks the showq service (showq(8), public/showq), which runs as
+ * mail_owner, so that every user may list the queue the same way; when
+ * the service cannot be reached (the mail system is down) ternqueue
+ * reads the queue folders itself, which works for root and mail_owner
+ * (lib/showq.h). The flush requests go to
  * qmgr's socket (qmgr_client.h); with qmgr down they fail with "mail
  * system is down" and exit status EX_UNAVAILABLE, as postqueue does.
  * authorized_mailq_users and authorized_flush_users say who may list
@@ -136,7 +139,7 @@ main(int argc, char **argv)
 	case 'p':
 	case 'j':
 		check_user("authorized_mailq_users", "list the mail queue");
-		if (showq_print(qd, mode == 'j' ? SHOWQ_JSON : SHOWQ_TEXT,
+		if (showq_list(qd, mode == 'j' ? SHOWQ_JSON : SHOWQ_TEXT,
 		    stdout) < 0)
 			return 1;
 		if (fflush(stdout) != 0 || ferror(stdout))

@@ -26,14 +26,28 @@
  *
  * Racing qmgr: qmgr owns the files in active/ and keeps state about
  * them in memory, so while the mail system runs (master's pid file is
- * held, or qmgr answers on its socket) ternsuper leaves active/ alone:
- * a named message there is refused with "try again" and ALL skips it
- * (and says how many it skipped). Every other move is a rename(2), which
- * is atomic against qmgr's own renames of the same file: whoever comes
- * second gets ENOENT, and ternsuper then looks again where the message
- * went. So a message is never lost or duplicated by ternsuper; at worst
- * an operation is refused and has to be repeated once the message has
- * left active/ (or with Tern stopped).
+ * held, or qmgr answers on its socket) ternsuper does not touch a file
+ * there that qmgr has in memory. -d and -h of a message in active/ are
+ * asked of qmgr instead (request=delete / hold, qmgr_client.h): it drops
+ * the message's waiting deliveries, lets those in progress end (an agent
+ * mid-delivery is never cut off, so such a recipient may still get the
+ * message), and then removes the file or moves it to hold/ itself,
+ * logging "ID: removed" or "ID: placed on hold" as qmgr; ternsuper says
+ * on standard error what was done or will be done. When qmgr answers
+ * that it does not have the message in memory, the file in active/ is
+ * one qmgr will not touch before it restarts (it takes a file into
+ * memory in the same step as it moves it into active/, and lets go of
+ * both together), so ternsuper handles it directly like any other file.
+ * (Only a qmgr restart between that answer and ternsuper's rename could
+ * make the two meet; the file would then be removed or held under a
+ * running delivery, whose result still lands in the same file: nothing
+ * is delivered twice.) With qmgr unreachable while master runs, or for
+ * -r, a named message in active/ is refused with "try again" and ALL
+ * skips it (and says how many it skipped). Every other move is a
+ * rename(2), which is atomic against qmgr's own renames of the same
+ * file: whoever comes second gets ENOENT, and ternsuper then looks again
+ * where the message went. So a message is never lost or duplicated by
+ * ternsuper; at worst an operation is refused and has to be repeated.
  *
  * Exit status: 0 when everything asked for was done, 1 when a named
  * message could not be handled or the queue could not be read,
@@ -197,6 +211,47 @@ op_folders(enum op_kind k, enum queue_folder *out)
 	return n;
 }
 
+/*
+ * -d / -h of a message in active/ while the mail system runs: ask qmgr.
+ * 1 when qmgr took it (done, or when its deliveries in progress end),
+ * 0 when qmgr does not have it in memory (the file is ours to handle),
+ * -1 when qmgr cannot be asked (said why).
+ */
+static int
+ask_qmgr(enum op_kind k, const char *id)
+{
+	char *why = NULL;
+	long n;
+	int r;
+
+	r = qmgr_cancel(ts.queue_dir, id, k == OP_HOLD, &n, &why);
+	switch (r) {
+	case QMGR_CANCEL_NOTFOUND:
+		return 0;
+	case QMGR_CANCEL_DONE:
+		/* qmgr logged it; the operator sees it here. */
+		fprintf(stderr, "%s: %s: %s\n", log_progname(), id,
+		    kinds[k].done);
+		ts.done[k]++;
+		return 1;
+	case QMGR_CANCEL_PENDING:
+		fprintf(stderr, "%s: %s: %s when the %ld deliver%s in "
+		    "progress end%s\n", log_progname(), id,
+		    k == OP_HOLD ? "will be placed on hold" :
+		    "will be removed", n, n == 1 ? "y" : "ies",
+		    n == 1 ? "s" : "");
+		ts.done[k]++;
+		return 1;
+	}
+	if (why != NULL)
+		msg_warn("%s: qmgr refused to %s it: %s", id,
+		    k == OP_HOLD ? "hold" : "delete", why);
+	else
+		msg_warn("%s: cannot ask qmgr: %s", id, strerror(errno));
+	free(why);
+	return -1;
+}
+
 /* Make the next-try time now, so that a released message is due. */
 static void
 make_due(const char *id)
@@ -227,20 +282,29 @@ apply(enum op_kind k, const char *id, int named)
 	/* A rename that loses to qmgr's own gets ENOENT: look again. */
 	for (int attempt = 0; attempt < 5; attempt++) {
 		if (locate(id, from, nfrom, &where) < 0) {
-			/* Taken by qmgr while we tried? */
+			/* Taken by qmgr while we tried? Then -d and -h
+			 * go on there (below); -r waits. */
 			if (attempt > 0 && ts.system_up &&
 			    locate(id, (enum queue_folder[]){ QUEUE_ACTIVE },
-			    1, &where) == 0)
-				break;
-			if (named || attempt > 0) {
-				msg_warn("%s: no such message%s", id,
-				    attempt > 0 ? " any more" : "");
+			    1, &where) == 0) {
+				if (k != OP_DELETE && k != OP_HOLD)
+					break;
+			} else {
+				if (named || attempt > 0)
+					msg_warn("%s: no such message%s", id,
+					    attempt > 0 ? " any more" : "");
 				return named ? -1 : 0;
 			}
-			return 0;
 		}
-		if (where == QUEUE_ACTIVE && ts.system_up)
-			break;
+		if (where == QUEUE_ACTIVE && ts.system_up) {
+			if (k != OP_DELETE && k != OP_HOLD)
+				break;
+			if ((r = ask_qmgr(k, id)) > 0)
+				return 0;
+			if (r < 0)
+				break;
+			/* Not in qmgr's memory: a file left alone. */
+		}
 		switch (k) {
 		case OP_DELETE:
 			path = queue_path(ts.queue_dir, where, id);

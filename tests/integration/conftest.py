@@ -28,7 +28,7 @@ PROGRAM_DIRS = {
     "sendmail": "tools",
     "master": "master", "smtpd": "smtpd", "qmgr": "qmgr", "local": "local",
     "smtp": "smtp", "lmtp": "smtp", "pop3d": "pop3d", "imapd": "imapd",
-    "pickup": "pickup",
+    "pickup": "pickup", "showq": "showq",
     "echod": "tests/daemons",
 }
 
@@ -131,6 +131,7 @@ class Instance:
                 f"{self.smtp_host}:{self.smtp_port} inet n - n - - smtpd\n"
                 "pickup    unix  n - n 60 1 pickup\n"
                 "qmgr      unix  n - n 300 1 qmgr\n"
+                "showq     unix  n - n - - showq\n"
                 "local     unix  - n n - - local\n"
             )
         (self.config_dir / "master.cf").write_text(text)

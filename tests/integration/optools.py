@@ -5,6 +5,7 @@ Maildir inspection, a way to make local delivery defer, and running a
 program as another user.
 """
 import os
+import pathlib
 import pwd
 import shutil
 import smtplib
@@ -59,6 +60,25 @@ def unblock_maildir(inst, user="demo"):
     inst.maildir(user).unlink()
 
 
+def slow_alias(inst, shared, name="slow"):
+    """An alias whose delivery is a command that writes "started" to
+    shared/started, waits until the file shared/go exists, then appends
+    the message to shared/out: mail for name@ sits in a delivery in
+    progress, in active/, for as long as a test wants. shared must be
+    writable by default_privs (nobody) when the tests run as root."""
+    inst.write_aliases(
+        f'{name} "|echo started >> {shared}/started; '
+        f'while [ ! -e {shared}/go ]; do sleep 0.1; done; '
+        f'cat >> {shared}/out"\n')
+
+
+def shared_folder():
+    """A new folder anyone may write (mode 1777), for slow_alias."""
+    d = tempfile.mkdtemp(prefix="tern-shared-")
+    os.chmod(d, 0o1777)
+    return pathlib.Path(d)
+
+
 def smtp_send(inst, subject, sender="alice@example.test",
               rcpts=("demo@example.test",)):
     msg = (f"From: {sender}\r\nSubject: {subject}\r\n"
@@ -103,3 +123,37 @@ def open_instance(tmp_root):
     for p in (inst.root, inst.config_dir, inst.queue_dir):
         os.chmod(p, 0o755)
     return inst, root
+
+
+def request_as(inst, user, path, request, until_close=False, timeout=10):
+    """Send one attr.h request ({name: value}) to the Unix socket at path
+    as another user (needs root and setpriv), the way a local user could
+    without any Tern program. Returns the answer as text: its first
+    attribute list, or (until_close) all the peer sent until it closed."""
+    setpriv = shutil.which("setpriv")
+    if os.getuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv(1) to run as another user")
+    pw = pwd.getpwnam(user)
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+        f"s.settimeout({timeout})\n"
+        "s.connect(sys.argv[1])\n"
+        "s.sendall(sys.argv[2].encode())\n"
+        "data = b''\n"
+        "while True:\n"
+        "    chunk = s.recv(65536)\n"
+        "    if not chunk:\n"
+        "        break\n"
+        "    data += chunk\n"
+        "    if sys.argv[3] == 'list' and b'\\n\\n' in data:\n"
+        "        break\n"
+        "sys.stdout.write(data.decode())\n")
+    text = "".join(f"{k}={v}\n" for k, v in request.items()) + "\n"
+    cmd = [setpriv, f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+           "--clear-groups", "/usr/bin/python3", "-c", code, str(path),
+           text, "all" if until_close else "list"]
+    r = subprocess.run(cmd, capture_output=True, text=True,
+                       env=inst.env(), timeout=timeout + 5)
+    assert r.returncode == 0, r.stderr
+    return r.stdout

@@ -62,6 +62,7 @@ class Session:
 
     def __init__(self, number):
         self.number = number            # 0 for the first connection
+        self.over = False               # QUIT or the end of the socket
         self.commands = []
         self.helo = None
         self.mail_from = None
@@ -239,6 +240,12 @@ class SmtpSink:
         f.write(b"".join(line.encode() + b"\r\n"
                          for line in text.split("\n")))
 
+    def _session_over(self, sess):
+        with self._lock:
+            if not sess.over:
+                sess.over = True
+                self.open_now -= 1
+
     def _serve(self, conn, number):
         sess = Session(number)
         with self._lock:
@@ -256,8 +263,7 @@ class SmtpSink:
                     s.close()
                 except OSError:
                     pass
-            with self._lock:
-                self.open_now -= 1
+            self._session_over(sess)
 
     def _readline(self, f):
         line = f.readline(100000)
@@ -361,6 +367,10 @@ class SmtpSink:
                 elif verb == "NOOP":
                     self._send(f, "250 2.0.0 Ok")
                 elif verb == "QUIT":
+                    # The session is over at QUIT: a client that opens
+                    # its next one as soon as it reads the 221 must not
+                    # be counted twice while this thread winds down.
+                    self._session_over(sess)
                     self._send(f, "221 2.0.0 Bye")
                     return
                 else:

@@ -56,13 +56,13 @@ def test_programs_and_links(installed):
         p = os.path.join(sbin, link)
         assert os.path.islink(p) and os.readlink(p) == "sendmail"
     libexec = os.path.dirname(find(installed, "/tern/pickup"))
-    for daemon in ("master", "smtpd", "qmgr", "local", "pickup"):
+    for daemon in ("master", "smtpd", "qmgr", "local", "pickup", "showq"):
         assert os.access(os.path.join(libexec, daemon), os.X_OK), daemon
 
 
 def test_man_pages(installed):
     for page in ("man1/sendmail.1", "man1/ternqueue.1", "man8/ternsuper.8",
-                 "man8/pickup.8"):
+                 "man8/pickup.8", "man8/showq.8"):
         text = open(find(installed, page)).read()
         assert text.startswith(".\\\"") or ".TH" in text
 
@@ -74,6 +74,8 @@ def test_configuration_and_queue_tree(installed):
         assert (etc / f).is_file()
     assert "pickup     unix  n       -       n       60      1       " \
         "pickup" in (etc / "master.cf").read_text()
+    assert "showq      unix  n       -       n       -       -       " \
+        "showq" in (etc / "master.cf").read_text()
     paths = dict(re.findall(r"^(\w+_directory) = (\S+)$", main_cf, re.M))
     assert set(paths) == {"queue_directory", "data_directory",
                           "daemon_directory", "command_directory"}
@@ -81,7 +83,7 @@ def test_configuration_and_queue_tree(installed):
     queue = str(installed) + paths["queue_directory"]
     want = {"incoming": 0o700, "active": 0o700, "deferred": 0o700,
             "hold": 0o700, "corrupt": 0o700, "maildrop": 0o3733,
-            "private": 0o700, "public": 0o710}
+            "private": 0o700, "public": 0o711}
     assert {d: mode(os.path.join(queue, d)) for d in want} == want
     assert os.listdir(os.path.join(queue, "maildrop")) == []
     assert mode(str(installed) + paths["data_directory"]) == 0o700
@@ -141,3 +143,22 @@ def test_tern_check_leaves_the_maildrop_mode_alone(checked):
     maildrop = find(dest, "/spool/tern/maildrop")
     assert mode(maildrop) == 0o3733, r.stdout + r.stderr
     assert "maildrop" not in r.stdout + r.stderr
+
+
+def test_tern_check_agrees_with_public_0711_and_puts_an_old_one_right(
+        checked):
+    """public/ is 0711 (every user's mailq reaches showq there): the
+    installed mode is what `tern check` wants, and a 0710 public/ from an
+    older installation is opened up by it."""
+    dest, r = checked
+    public = find(dest, "/spool/tern/public")
+    assert mode(public) == 0o711, r.stdout + r.stderr
+    assert "public" not in r.stdout + r.stderr
+    os.chmod(public, 0o710)
+    etc = dest / "etc" / "tern"      # main.cf already points into dest
+    r = subprocess.run([find(dest, "/sbin/tern"), "-c", str(etc), "check"],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, TERN_CONFIG_DIR=str(etc)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{public}: mode changed from 0710 to 0711" in r.stdout + r.stderr
+    assert mode(public) == 0o711

@@ -11,9 +11,6 @@ and then:
 - every line a message produces must have Postfix's shape, field by
   field, so that any other tool written for Postfix logs reads it too.
 
-Shapes Tern does not produce yet are xfail(strict=True) tests whose
-reason names the file and the fix; they flip to failures (to be
-un-marked) when the fix lands.
 
 maillog_file itself: every program writes there when it is set, and
 nothing is written to a file when it is empty (syslog then).
@@ -252,12 +249,6 @@ def test_pflogsumm_names_the_envelope_senders(run):
         "alice@example.test": 2, "news@sender.example": 2, run.me: 2}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "alias rewrites are not logged: the delivery line says "
-    "to=<info@example.test> where Postfix says to=<demo@example.test>, "
-    "orig_to=<info@example.test>; needs local to report the final "
-    "address and qmgr/qmgr_message.c (the to=<%s>%s line) to log it, "
-    "see test_alias_delivery_logs_the_final_address_and_orig_to"))
 def test_pflogsumm_names_the_final_recipients(run):
     assert counts(run.report.stdout, "Recipients by message count") == {
         "alice@example.test": 3, "demo@example.test": 3}
@@ -293,13 +284,6 @@ def test_pflogsumm_sees_no_errors_and_no_unexpected_warnings(run):
                         r"configuration /", l) for l in master), master
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "delivery lines are logged by qmgr (tern/qmgr[pid]: ID: to=<...>); "
-    "Postfix logs them from the delivery agent (postfix/local, "
-    "postfix/smtp), and tools that count by program (mailgraph, "
-    "pflogsumm's deferral detail and smtp delivery failures) miss them; "
-    "qmgr/qmgr_message.c (the msg_info of to=<%s>%s, relay=...) should "
-    "log under the agent's name, or the agents log the line"))
 def test_delivery_lines_come_from_the_delivery_agent(run):
     deliveries = [(p, t) for p, _, t in run.lines
                   if re.match(rf"^{QID}: to=<.*, relay=local,", t)]
@@ -439,12 +423,6 @@ def test_notification_logs_its_message_id(run):
     assert "message-id" in kinds
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "alias rewrites are not logged: Postfix logs to=<final>, "
-    "orig_to=<as sent>; Tern logs to=<info@example.test> with no "
-    "orig_to. Needs the delivery reply (lib/deliver.h) to carry the "
-    "address local delivered to and qmgr/qmgr_message.c to log "
-    "'to=<final>, orig_to=<rcpt>' when it differs"))
 def test_alias_delivery_logs_the_final_address_and_orig_to(run):
     qid = run.tag["m2"]
     deliveries = [t for p, t in message_lines(run.lines, qid)
@@ -453,6 +431,25 @@ def test_alias_delivery_logs_the_final_address_and_orig_to(run):
                         r"orig_to=<info@example\.test>, relay=local, "
                         r".*status=sent \(", t) for t in deliveries), \
         deliveries
+
+
+def test_virtual_alias_rewrite_reaches_the_agents_line_as_orig_to(instance):
+    """qmgr rewrites sales@ to alice@ (virtual_alias_maps) before local
+    sees it; local's line still names what the sender wrote, because
+    qmgr hands the original address along with the request."""
+    instance.write_main_cf(
+        virtual_alias_maps="inline:{ sales@example.test=alice@example.test }")
+    instance.start()
+    smtp_send(instance, "news@sender.example", ["sales@example.test"], "va")
+    instance.wait_for(lambda: "status=sent" in instance.log(),
+                      what="the delivery line")
+    line = [l for l in instance.log().splitlines() if "status=sent" in l]
+    assert len(line) == 1, line
+    assert re.search(rf"tern/local\[\d+\]: {QID}: to=<alice@example\.test>, "
+                     r"orig_to=<sales@example\.test>, relay=local, "
+                     rf"delay={NUM}, delays={NUM}/{NUM}/{NUM}/{NUM}, "
+                     r"dsn=2\.0\.0, status=sent \(delivered to maildir\)$",
+                     line[0]), line
 
 
 def test_message_with_two_recipients_logs_nrcpt_2_and_two_lines(run):
@@ -611,5 +608,5 @@ def test_empty_maillog_file_logs_to_syslog_facility_mail(instance, tmp_path):
     assert any(d.startswith(mail_info) for d in got)
     assert any(re.match(rf"^{QID}: to=<demo@example\.test>, relay=local, "
                         r".*status=sent", t)
-               for t in tagged.get("qmgr", [])), got
+               for t in tagged.get("local", [])), got
     assert not instance.maillog.exists()

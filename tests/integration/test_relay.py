@@ -185,6 +185,9 @@ def test_mail_for_b_test_arrives_in_bs_maildir_through_its_mx(relay):
     line = wait_log(relay.a, "to=<bob@b.test>", "status=sent")
     assert f"relay=mx.b.test[127.0.0.2]:{port}," in line
     assert "dsn=2.0.0" in line and "delays=" in line
+    # The delivery agent logs it, as Postfix's smtp does; once.
+    assert " tern/smtp[" in line, line
+    assert len(lines(relay.a, "to=<bob@b.test>", "status=")) == 1
     b.wait_for(lambda: len(maildir(b, "bob")) == 1, what="B's Maildir")
     got = maildir(b, "bob")[0]
     assert b"Subject: first relay" in got
@@ -437,6 +440,35 @@ def test_slow_destination_keeps_its_limit_and_does_not_starve_another(relay):
     assert slow.max_concurrent >= 2
     relay.a.wait_for(lambda: len(lines(relay.a, "status=sent")) >= 63,
                      timeout=30, what="63 deliveries logged")
+
+
+@pytest.mark.parametrize("idle, most", [("2s", 3), ("0", None)])
+def test_mail_to_one_destination_rides_few_connections(relay, idle, most):
+    """qmgr keeps its connection to the smtp agent for the
+    destination's next message, and the agent keeps its session, so a
+    burst to one place costs a connection or two, not one per message;
+    with qmgr_agent_idle_time_limit = 0 every message connects anew."""
+    port = free_port_on("127.0.0.2")
+    sink = relay.sink("127.0.0.2", port)
+    relay.zones(MX_B)
+    relay.route(port, "b.test")
+    relay.a.write_main_cf(smtp_destination_concurrency_limit="2",
+                          qmgr_agent_idle_time_limit=idle)
+    relay.a.start()
+    with smtplib.SMTP("127.0.0.1", relay.a.smtp_port, timeout=30) as s:
+        for i in range(20):
+            s.sendmail(SENDER, ["bob@b.test"],
+                       message(f"burst {i}", ["bob@b.test"]))
+    sink.wait_messages(20, timeout=60)
+    assert sink.max_concurrent <= 2
+    if most is None:
+        assert sink.connections == 20
+    else:
+        assert sink.connections <= most, sink.connections
+        # Each reused session started its next message with RSET.
+        assert any("RSET" in x.commands for x in sink.sessions)
+    relay.a.wait_for(lambda: len(lines(relay.a, "status=sent")) >= 20,
+                     timeout=30, what="20 deliveries logged")
 
 
 # ---- flush ----

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from queuefile import (DeliverReply, attr_escape, attr_unescape, xtext)
-from test_smtp import CONTENT, MX_B, crlf, relay  # noqa: F401
+from test_smtp import CONTENT, MX_B, crlf, relay, wait_quit  # noqa: F401
 
 
 class AgentConn:
@@ -46,24 +46,6 @@ class AgentConn:
 
     def close(self):
         self.c.close()
-
-
-def wait_quit(sink, n, timeout=10):
-    """Session n at the sink ends with QUIT."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cmds = sink.sessions[n].commands
-        if cmds and cmds[-1] == "QUIT":
-            return
-        time.sleep(0.05)
-    pytest.fail("session %d did not end with QUIT: %r"
-                % (n, sink.sessions[n].commands))
-
-
-@pytest.fixture(autouse=True)
-def cache_on(relay):
-    """Reuse is off by default (man/smtp.8); these tests turn it on."""
-    relay.inst.write_main_cf(smtp_connection_cache_on_demand="yes")
 
 
 def deliver_sent(relay, conn, nexthop, rcpt="bob@b.test"):

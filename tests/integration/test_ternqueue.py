@@ -6,11 +6,19 @@ delivery is made to defer (a Maildir path that is a file).
 """
 import json
 import os
+import pwd
 import re
+import shutil
+import stat
+import subprocess
 import time
 
+import pytest
+
+from conftest import binary
 from optools import (block_maildir, defer_config, ids_in,
-                     maildir_messages, smtp_send, unblock_maildir,
+                     maildir_messages, open_instance, request_as, run_as,
+                     shared_folder, slow_alias, smtp_send, unblock_maildir,
                      wait_deferred)
 
 # A listing in the format Postfix documents for mailq / postqueue -p
@@ -283,3 +291,116 @@ def test_listing_of_the_postfix_fixture_messages_is_line_for_line(instance):
     r = instance.run("ternqueue", "-p")
     assert r.returncode == 0, r.stderr
     assert r.stdout.split("\n")[:-1] == expected
+
+
+# ---- ordinary users: the showq service ----
+
+@pytest.fixture
+def open_inst():
+    inst, root = open_instance("/tmp")
+    yield inst
+    try:
+        inst.stop()
+    finally:
+        inst.kill_leftovers()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def as_user(inst, user, name, *args):
+    """Run sendmail under another name (mailq) as user."""
+    link = inst.root / name
+    if not link.exists():
+        link.symlink_to(binary("sendmail"))
+    pw = pwd.getpwnam(user)
+    return subprocess.run(["setpriv", f"--reuid={pw.pw_uid}",
+                           f"--regid={pw.pw_gid}", "--clear-groups",
+                           str(link), *args], capture_output=True,
+                          text=True, env=inst.env(), timeout=30)
+
+
+def test_ordinary_user_lists_the_queue_through_showq(open_inst):
+    """nobody cannot read the queue folders, yet ternqueue -p / -j, mailq
+    and sendmail -bp give it the very listing root gets, through
+    showq(8): held, active (a delivery in progress) and deferred mail in
+    the shapes of the Postfix fixture. With the mail system down, root
+    still lists by reading the folders; nobody is told why not."""
+    inst = open_inst
+    shared = shared_folder()
+    try:
+        block_maildir(inst)
+        slow_alias(inst, shared)
+        defer_config(inst)
+        inst.start()
+        q = inst.queue_dir
+        assert stat.S_IMODE(os.stat(q / "public").st_mode) == 0o711
+        assert stat.S_IMODE(os.stat(q / "private").st_mode) == 0o700
+        for sock in ("qmgr", "pickup", "showq"):
+            st = os.stat(q / "public" / sock)
+            assert stat.S_ISSOCK(st.st_mode)
+            assert stat.S_IMODE(st.st_mode) & 0o666 == 0o666, sock
+        assert run_as(inst, "nobody", "ternqueue", "-p").stdout == \
+            "Mail queue is empty\n"
+        smtp_send(inst, "deferred")
+        smtp_send(inst, "held", sender="")
+        wait_deferred(inst, 2)
+        first, held = ids_in(inst, "deferred")
+        assert inst.run("ternsuper", "-h", held).returncode == 0
+        smtp_send(inst, "active", rcpts=("slow@example.test",))
+        inst.wait_for(lambda: (shared / "started").exists(), timeout=20,
+                      what="the slow delivery to start")
+        (active,) = ids_in(inst, "active")
+        # The folders are mail_owner's alone.
+        r = run_as(inst, "nobody", "terncat", "-q", first)
+        assert r.returncode != 0
+
+        root = inst.run("ternqueue", "-p")
+        assert root.returncode == 0, root.stderr
+        assert queue_ids(root.stdout) == [held, active, first]
+        assert [k for k in shape(root.stdout) if k[0] != "reason"] == \
+            [("header",), ("entry", "!"), ("rcpt", 41), ("blank",),
+             ("entry", "*"), ("rcpt", 41), ("blank",), ("entry", " "),
+             ("rcpt", 41), ("blank",), ("total",), ("blank",)]
+        assert set(shape(root.stdout)) <= \
+            set(shape(POSTFIX_LISTING)) | {("reason", 0)}
+        for args in (("ternqueue", "-p"), ("sendmail", "-bp")):
+            r = run_as(inst, "nobody", *args)
+            assert (r.returncode, r.stdout, r.stderr) == \
+                (0, root.stdout, ""), args
+        r = as_user(inst, "nobody", "mailq")
+        assert (r.returncode, r.stdout) == (0, root.stdout), r.stderr
+        j_root = inst.run("ternqueue", "-j")
+        j = run_as(inst, "nobody", "ternqueue", "-j")
+        assert (j.returncode, j.stdout) == (0, j_root.stdout), j.stderr
+        assert [(o["queue_name"], o["queue_id"]) for o in
+                map(json.loads, j.stdout.splitlines())] == \
+            [("hold", held), ("active", active), ("deferred", first)]
+
+        # showq itself checks authorized_mailq_users: a user the tools
+        # would refuse gets nothing by asking it directly.
+        inst.write_main_cf(authorized_mailq_users="!nobody, static:anyone")
+        assert inst.run("tern", "reload").returncode == 0
+        r = run_as(inst, "nobody", "ternqueue", "-p")
+        assert r.returncode == 77
+        refusal = ("status=1\nreason=user nobody(65534) is not allowed to "
+                   "view the mail queue\n\n")
+        # A showq process from before the reload may take one more
+        # connection before it sees that it is retired.
+        inst.wait_for(lambda: request_as(
+            inst, "nobody", q / "public" / "showq", {"format": "text"},
+            until_close=True) == refusal, what="showq to refuse nobody")
+        assert "refused a queue listing: user nobody(65534)" in inst.log()
+        inst.write_main_cf(authorized_mailq_users="static:anyone")
+
+        (shared / "go").touch()
+        inst.wait_for(lambda: ids_in(inst, "active") == [], timeout=20,
+                      what="the slow delivery to end")
+        inst.stop()
+        r = inst.run("ternqueue", "-p")
+        assert r.returncode == 0, r.stderr
+        assert queue_ids(r.stdout) == [held, first]
+        r = run_as(inst, "nobody", "ternqueue", "-p")
+        assert r.returncode == 1
+        assert "Permission denied" in r.stderr
+        assert "the showq service cannot be reached" in r.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -354,6 +354,28 @@ unix_connect_connects_refuses_and_times_out(void **state)
 	free(cmd);
 }
 
+/* The kernel's word on who connected; a descriptor that is not a
+ * socket has no peer. */
+static void
+unix_peer_uid_names_the_connecting_user(void **state)
+{
+	int sv[2], pfd[2];
+	uid_t uid = (uid_t)-1;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(unix_peer_uid(sv[0], &uid), 0);
+	assert_int_equal(uid, getuid());
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(pipe(pfd), 0);
+	uid = 12345;
+	assert_int_equal(unix_peer_uid(pfd[0], &uid), -1);
+	assert_int_equal(errno, ENOTSOCK);
+	assert_int_equal(uid, 12345);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 int
 main(void)
 {
@@ -380,6 +402,7 @@ main(void)
 		cmocka_unit_test(numbers_are_plain_decimal_only),
 		cmocka_unit_test(sending_a_bad_name_is_a_bug_that_panics),
 		cmocka_unit_test(unix_connect_connects_refuses_and_times_out),
+		cmocka_unit_test(unix_peer_uid_names_the_connecting_user),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

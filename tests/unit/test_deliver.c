@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,32 @@ raw_agent(int fd)
 	return 0;
 }
 
+/* Checks what qmgr sends for the log, then says it logged. */
+static int
+extras_agent(int fd)
+{
+	struct deliver_request req;
+	struct stream *s = stream_new(fd, 5000);
+
+	if (deliver_request_recv(s, &req) != 0)
+		return 10;
+	if (req.rcpts[0].orig != NULL || req.rcpts[2].orig != NULL ||
+	    req.rcpts[1].orig == NULL ||
+	    strcmp(req.rcpts[1].orig, "info@example.test") != 0)
+		return 11;
+	if (req.t_arrival != 1700000000.25 || req.t_active != 1700000001.5 ||
+	    req.t_start != 1700000002.75 || !req.fallback || req.t_recv <= 0)
+		return 12;
+	for (size_t i = 0; i < 3; i++)
+		deliver_set_result(&req, i, DELIVER_SENT, "2.0.0", "ok");
+	req.logged = 1;
+	if (deliver_reply_send(s, &req) != 0)
+		return 14;
+	deliver_request_free(&req);
+	stream_free(s);
+	return 0;
+}
+
 static void
 make_request(struct deliver_request *req)
 {
@@ -176,6 +203,37 @@ assert_all_deferred(const struct deliver_request *req)
 		assert_non_null(strstr(req->rcpts[i].reason,
 		    "delivery agent failed"));
 	}
+}
+
+static void
+orig_times_fallback_and_logged_travel_both_ways(void **state)
+{
+	struct deliver_request req;
+	struct stream *s;
+	pid_t pid;
+
+	make_request(&req);
+	req.rcpts[1].orig = xstrdup("info@example.test");
+	req.t_arrival = 1700000000.25;
+	req.t_active = 1700000001.5;
+	req.t_start = 1700000002.75;
+	req.fallback = 1;
+	pid = start_agent(extras_agent, &s);
+	assert_int_equal(deliver_call(s, &req), 0);
+	assert_int_equal(agent_exit(pid), 0);
+	assert_true(req.logged);
+	deliver_request_free(&req);
+	stream_free(s);
+
+	/* Without them: nothing invented, and qmgr is told nothing was
+	 * logged. */
+	make_request(&req);
+	pid = start_agent(good_agent, &s);
+	assert_int_equal(deliver_call(s, &req), 0);
+	assert_int_equal(agent_exit(pid), 0);
+	assert_false(req.logged);
+	deliver_request_free(&req);
+	stream_free(s);
 }
 
 static void
@@ -299,6 +357,17 @@ agent_refuses_bad_requests(void **state)
 		"sender=\nrcpt=0 a b\n\n",
 		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
 		"sender=\nrcpt=0\n\n",
+		/* orig= for a recipient not in the request */
+		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
+		"sender=\nrcpt=0 a@b\norig=1 c@d\n\n",
+		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
+		"sender=\nrcpt=0 a@b\norig=0\n\n",
+		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
+		"sender=\nrcpt=0 a@b\ntimes=1 2\n\n",
+		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
+		"sender=\nrcpt=0 a@b\ntimes=1 2 3x\n\n",
+		"request=deliver\nqueue_id=" QUEUE_ID "\nfolder=active\n"
+		"sender=\nrcpt=0 a@b\ntimes=1 -2 3\n\n",
 	};
 	struct deliver_request req;
 	struct stream *s;
@@ -359,6 +428,58 @@ status_names_are_the_protocol_words(void **state)
 	assert_string_equal(deliver_status_name(DELIVER_BOUNCED), "bounced");
 }
 
+static void
+delays_are_written_like_postfix(void **state)
+{
+	char b[32];
+
+	deliver_format_delay(b, sizeof(b), 0);
+	assert_string_equal(b, "0");
+	deliver_format_delay(b, sizeof(b), 0.001);
+	assert_string_equal(b, "0");
+	deliver_format_delay(b, sizeof(b), -3);
+	assert_string_equal(b, "0");
+	deliver_format_delay(b, sizeof(b), 0.0054);
+	assert_string_equal(b, "0");
+	deliver_format_delay(b, sizeof(b), 0.07);
+	assert_string_equal(b, "0.07");
+	deliver_format_delay(b, sizeof(b), 0.093);
+	assert_string_equal(b, "0.09");
+	deliver_format_delay(b, sizeof(b), 0.1);
+	assert_string_equal(b, "0.1");
+	deliver_format_delay(b, sizeof(b), 0.999);
+	assert_string_equal(b, "1");
+	deliver_format_delay(b, sizeof(b), 0.19);
+	assert_string_equal(b, "0.19");
+	deliver_format_delay(b, sizeof(b), 1.234);
+	assert_string_equal(b, "1.2");
+	deliver_format_delay(b, sizeof(b), 43.7);
+	assert_string_equal(b, "43");
+	deliver_format_delay(b, sizeof(b), 7200);
+	assert_string_equal(b, "7200");
+	deliver_format_delay(b, sizeof(b), NAN);
+	assert_string_equal(b, "0");
+}
+
+static void
+only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure(
+    void **state)
+{
+	const char *refused[] = { "4.4.1", "4.4.1" };
+	const char *dns[] = { "4.4.3" };
+	const char *mixed[] = { "4.4.1", "4.2.0" };
+	const char *missing[] = { "4.4.1", NULL };
+	int all[] = { 1, 1 }, one_sent[] = { 1, 0 };
+
+	assert_true(deliver_site_failure(refused, all, 2));
+	assert_true(deliver_site_failure(dns, all, 1));
+	/* The server answered for one recipient: it was reached. */
+	assert_false(deliver_site_failure(mixed, all, 2));
+	assert_false(deliver_site_failure(refused, one_sent, 2));
+	assert_false(deliver_site_failure(missing, all, 2));
+	assert_false(deliver_site_failure(refused, all, 0));
+}
+
 int
 main(void)
 {
@@ -369,7 +490,12 @@ main(void)
 		cmocka_unit_test(agent_gone_before_reading_is_an_error),
 		cmocka_unit_test(bad_replies_are_protocol_errors),
 		cmocka_unit_test(agent_refuses_bad_requests),
+		cmocka_unit_test(
+		    orig_times_fallback_and_logged_travel_both_ways),
 		cmocka_unit_test(status_names_are_the_protocol_words),
+		cmocka_unit_test(delays_are_written_like_postfix),
+		cmocka_unit_test(
+	only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

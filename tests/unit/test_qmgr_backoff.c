@@ -1,6 +1,6 @@
 /*
- * test_qmgr_backoff - qmgr's retry times, queue lifetimes and the delay
- * numbers of its log lines (qmgr/qmgr_backoff.c).
+ * test_qmgr_backoff - qmgr's retry times and queue lifetimes
+ * (qmgr/qmgr_backoff.c).
  */
 #include "autoconf.h"
 
@@ -73,39 +73,6 @@ lifetime_zero_expires_at_the_first_deferral(void **state)
 	assert_true(qmgr_expired(0.001, 1, 3600, 0));
 }
 
-static void
-delays_are_written_like_postfix(void **state)
-{
-	char b[32];
-
-	qmgr_format_delay(b, sizeof(b), 0);
-	assert_string_equal(b, "0");
-	qmgr_format_delay(b, sizeof(b), 0.001);
-	assert_string_equal(b, "0");
-	qmgr_format_delay(b, sizeof(b), -3);
-	assert_string_equal(b, "0");
-	qmgr_format_delay(b, sizeof(b), 0.0054);
-	assert_string_equal(b, "0");
-	qmgr_format_delay(b, sizeof(b), 0.07);
-	assert_string_equal(b, "0.07");
-	qmgr_format_delay(b, sizeof(b), 0.093);
-	assert_string_equal(b, "0.09");
-	qmgr_format_delay(b, sizeof(b), 0.1);
-	assert_string_equal(b, "0.1");
-	qmgr_format_delay(b, sizeof(b), 0.999);
-	assert_string_equal(b, "1");
-	qmgr_format_delay(b, sizeof(b), 0.19);
-	assert_string_equal(b, "0.19");
-	qmgr_format_delay(b, sizeof(b), 1.234);
-	assert_string_equal(b, "1.2");
-	qmgr_format_delay(b, sizeof(b), 43.7);
-	assert_string_equal(b, "43");
-	qmgr_format_delay(b, sizeof(b), 7200);
-	assert_string_equal(b, "7200");
-	qmgr_format_delay(b, sizeof(b), NAN);
-	assert_string_equal(b, "0");
-}
-
 int
 main(void)
 {
@@ -118,7 +85,6 @@ main(void)
 		cmocka_unit_test(message_expires_at_its_queue_lifetime),
 		cmocka_unit_test(null_sender_mail_uses_bounce_queue_lifetime),
 		cmocka_unit_test(lifetime_zero_expires_at_the_first_deferral),
-		cmocka_unit_test(delays_are_written_like_postfix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

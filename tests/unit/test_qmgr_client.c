@@ -202,6 +202,71 @@ reply_without_status_is_an_error(void **state)
 	finish(pid, lfd);
 }
 
+/* Ask for a delete or hold, qmgr answering reply; the return value
+ * and what qmgr was sent. */
+static int
+cancel_with_reply(int hold, const char *reply, long *deliveries,
+    char **why, char **sent)
+{
+	int lfd = listen_at("public"), rfd, r;
+	pid_t pid = fake_qmgr(lfd, reply, &rfd);
+
+	r = qmgr_cancel(dir, "0123456789ABCDEF1", hold, deliveries, why);
+	*sent = read_report(rfd);
+	finish(pid, lfd);
+	return r;
+}
+
+static void
+cancel_reports_done_pending_and_notfound(void **state)
+{
+	long n = -1;
+	char *why = NULL, *sent;
+
+	assert_int_equal(cancel_with_reply(0, "status=0\nresult=done\n\n",
+	    &n, &why, &sent), QMGR_CANCEL_DONE);
+	assert_string_equal(sent,
+	    "request=delete;queue_id=0123456789ABCDEF1;");
+	assert_null(why);
+	free(sent);
+	assert_int_equal(cancel_with_reply(1, "status=0\nresult=pending\n"
+	    "deliveries=3\n\n", &n, &why, &sent), QMGR_CANCEL_PENDING);
+	assert_string_equal(sent, "request=hold;queue_id=0123456789ABCDEF1;");
+	assert_int_equal(n, 3);
+	free(sent);
+	assert_int_equal(cancel_with_reply(1,
+	    "status=0\nresult=notfound\n\n", &n, &why, &sent),
+	    QMGR_CANCEL_NOTFOUND);
+	free(sent);
+}
+
+static void
+cancel_refused_or_unknown_is_an_error_with_the_reason(void **state)
+{
+	long n;
+	char *why = NULL, *sent;
+
+	/* Refused (not root or mail_owner). */
+	assert_int_equal(cancel_with_reply(0, "status=1\nreason=delete is "
+	    "for root and mail_owner only\n\n", &n, &why, &sent), -1);
+	assert_int_equal(errno, EPROTO);
+	assert_string_equal(why, "delete is for root and mail_owner only");
+	free(why);
+	free(sent);
+	/* A status without a result, or a result we do not know, is no
+	 * answer (a qmgr from before these requests says status=1). */
+	assert_int_equal(cancel_with_reply(0, "status=0\n\n", &n, &why,
+	    &sent), -1);
+	assert_non_null(why);
+	free(why);
+	free(sent);
+	assert_int_equal(cancel_with_reply(0, "status=0\nresult=maybe\n\n",
+	    &n, &why, &sent), -1);
+	assert_string_equal(why, "unknown result \"maybe\"");
+	free(why);
+	free(sent);
+}
+
 static void
 socket_path_is_public_then_private(void **state)
 {
@@ -239,6 +304,9 @@ main(void)
 		cmocka_unit_test(deliver_now_sends_the_queue_id),
 		cmocka_unit_test(qmgr_down_is_minus_one_with_errno),
 		cmocka_unit_test(reply_without_status_is_an_error),
+		cmocka_unit_test(cancel_reports_done_pending_and_notfound),
+		cmocka_unit_test(
+		    cancel_refused_or_unknown_is_an_error_with_the_reason),
 		cmocka_unit_test(socket_path_is_public_then_private),
 	};
 

@@ -334,23 +334,176 @@ dead_destination_does_not_hold_up_the_others(void **state)
 	qmgr_transport_free(tp);
 }
 
+/* Pretend qmgr_deliver.c keeps n agent connections for d. */
 static void
-only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure(
+keep(struct qmgr_dest *d, int n)
+{
+	d->nidle += n;
+	d->tp->nidle += n;
+}
+
+static void
+kept_connection_is_used_at_the_process_limit_and_others_are_crowded(
     void **state)
 {
-	const char *refused[] = { "4.4.1", "4.4.1" };
-	const char *dns[] = { "4.4.3" };
-	const char *mixed[] = { "4.4.1", "4.2.0" };
-	const char *missing[] = { "4.4.1", NULL };
-	int all[] = { 1, 1 }, one_sent[] = { 1, 0 };
+	/* Two processes: one delivering for busy, one kept for idle. */
+	struct qmgr_transport *tp = transport(5, 5, 2, 1, 50);
+	struct qmgr_dest *busy = qmgr_dest_get(tp, "busy.test");
+	struct qmgr_dest *kept = qmgr_dest_get(tp, "kept.test");
+	struct qmgr_dest *other = qmgr_dest_get(tp, "other.test");
+	struct qmgr_message msg;
+	struct qmgr_job *running, *job;
 
-	assert_true(qmgr_site_failure(refused, all, 2));
-	assert_true(qmgr_site_failure(dns, all, 1));
-	/* The server answered for one recipient: it was reached. */
-	assert_false(qmgr_site_failure(mixed, all, 2));
-	assert_false(qmgr_site_failure(refused, one_sent, 2));
-	assert_false(qmgr_site_failure(missing, all, 2));
-	assert_false(qmgr_site_failure(refused, all, 0));
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(busy, &msg, 1);
+	running = qmgr_sched_next(tp);
+	assert_ptr_equal(running->dest, busy);
+	keep(kept, 1);
+	queue_jobs(other, &msg, 1);
+	/* No process left for other; closing kept's connection would
+	 * give it one. */
+	assert_null(qmgr_sched_next(tp));
+	assert_true(qmgr_sched_crowded(tp));
+	/* kept's own mail may always use its connection. */
+	queue_jobs(kept, &msg, 1);
+	job = qmgr_sched_next(tp);
+	assert_non_null(job);
+	assert_ptr_equal(job->dest, kept);
+	keep(kept, -1);			/* qmgr_deliver.c took it */
+	assert_false(qmgr_sched_crowded(tp));	/* nothing kept to close */
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	qmgr_sched_done(running);
+	qmgr_job_free(running);
+	qmgr_transport_free(tp);
+}
+
+static void
+connection_is_kept_only_within_the_window_and_not_from_waiting_mail(
+    void **state)
+{
+	struct qmgr_transport *tp = transport(2, 2, 3, 1, 50);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_dest *e = qmgr_dest_get(tp, "e.test");
+	struct qmgr_message msg;
+	struct qmgr_job *job;
+
+	memset(&msg, 0, sizeof(msg));
+	assert_true(qmgr_sched_may_keep(d));
+	keep(d, 1);
+	queue_jobs(d, &msg, 1);
+	job = qmgr_sched_next(tp);		/* on the kept one */
+	keep(d, -1);
+	keep(d, 1);				/* another finished */
+	/* One running and one kept fill a window of two. */
+	assert_false(qmgr_sched_may_keep(d));
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	/* One kept of three processes: keeping a second is fine. */
+	assert_true(qmgr_sched_may_keep(d));
+	/* With e delivering, a second kept one would take the last free
+	 * process: fine while nobody else waits, not when e does. */
+	queue_jobs(e, &msg, 1);
+	job = qmgr_sched_next(tp);
+	assert_ptr_equal(job->dest, e);
+	assert_true(qmgr_sched_may_keep(d));
+	queue_jobs(e, &msg, 1);
+	assert_false(qmgr_sched_may_keep(d));
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	/* A dead destination keeps nothing. */
+	d->dead = 1;
+	assert_false(qmgr_sched_may_keep(d));
+	d->dead = 0;
+	keep(d, -1);
+	qmgr_transport_free(tp);
+}
+
+static void
+connection_on_its_way_out_still_counts(void **state)
+{
+	/* Window 1, two processes: the only connection to d was let go
+	 * and its agent is still saying QUIT. */
+	struct qmgr_transport *tp = transport(1, 1, 2, 1, 50);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_dest *e = qmgr_dest_get(tp, "e.test");
+	struct qmgr_message msg;
+	struct qmgr_job *job;
+
+	memset(&msg, 0, sizeof(msg));
+	d->nclosing = tp->nclosing = 1;
+	queue_jobs(d, &msg, 1);
+	assert_null(qmgr_sched_next(tp));	/* d's window is taken */
+	assert_false(qmgr_sched_may_keep(d));
+	/* e may use the second process, and keeps nothing back. */
+	queue_jobs(e, &msg, 1);
+	job = qmgr_sched_next(tp);
+	assert_ptr_equal(job->dest, e);
+	/* Both processes busy, one kept by e: no eviction while one is
+	 * on its way out anyway. */
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	keep(e, 1);
+	queue_jobs(qmgr_dest_get(tp, "f.test"), &msg, 1);
+	assert_false(qmgr_sched_crowded(tp));
+	d->nclosing = tp->nclosing = 0;		/* the agent closed */
+	job = qmgr_sched_next(tp);		/* d or f, in turn */
+	assert_non_null(job);
+	assert_ptr_not_equal(job->dest, e);
+	/* The other one waits for the process e's kept connection holds. */
+	assert_true(qmgr_sched_crowded(tp));
+	qmgr_sched_done(job);
+	qmgr_job_free(job);
+	keep(e, -1);
+	qmgr_transport_free(tp);
+}
+
+static void
+cancel_takes_only_that_messages_waiting_jobs_and_keeps_the_order(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 5, 100, 1, 1);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_message m1, m2;
+	struct qmgr_job *job;
+	size_t i;
+
+	memset(&m1, 0, sizeof(m1));
+	memset(&m2, 0, sizeof(m2));
+	/* m1 m2 m1 m2 m1: the first and the last are m1's. */
+	for (i = 0; i < 5; i++)
+		assert_int_equal(qmgr_dest_enqueue(d, i % 2 ? &m2 : &m1, &i,
+		    1, -1), 1);
+	assert_int_equal(m1.jobs, 3);
+	assert_int_equal(qmgr_dest_cancel(d, &m1), 3);
+	assert_int_equal(m1.jobs, 0);
+	assert_int_equal(m2.jobs, 2);
+	assert_int_equal(d->waiting, 2);
+	assert_int_equal(qmgr_dest_cancel(d, &m1), 0);
+	/* The tail is m2's last job: a new job queues behind it. */
+	i = 9;
+	qmgr_dest_enqueue(d, &m1, &i, 1, -1);
+	job = qmgr_dest_pop(d);
+	assert_ptr_equal(job->msg, &m2);
+	assert_int_equal(job->idx[0], 1);
+	qmgr_job_free(job);
+	job = qmgr_dest_pop(d);
+	assert_ptr_equal(job->msg, &m2);
+	assert_int_equal(job->idx[0], 3);
+	qmgr_job_free(job);
+	job = qmgr_dest_pop(d);
+	assert_ptr_equal(job->msg, &m1);
+	assert_int_equal(job->idx[0], 9);
+	qmgr_job_free(job);
+	assert_null(qmgr_dest_pop(d));
+	/* Emptied by a cancel, the queue takes new jobs again. */
+	qmgr_dest_enqueue(d, &m2, &i, 1, -1);
+	assert_int_equal(qmgr_dest_cancel(d, &m2), 1);
+	assert_null(d->head);
+	assert_null(d->tail);
+	qmgr_dest_enqueue(d, &m1, &i, 1, -1);
+	assert_ptr_equal(d->head, d->tail);
+	assert_int_equal(qmgr_dest_release(d), 0);
+	qmgr_transport_free(tp);
 }
 
 int
@@ -373,7 +526,12 @@ main(void)
 		    busy_destination_at_its_limit_leaves_slots_to_others),
 		cmocka_unit_test(dead_destination_does_not_hold_up_the_others),
 		cmocka_unit_test(
-	only_a_request_deferred_wholly_for_network_reasons_is_a_site_failure),
+	kept_connection_is_used_at_the_process_limit_and_others_are_crowded),
+		cmocka_unit_test(
+	connection_is_kept_only_within_the_window_and_not_from_waiting_mail),
+		cmocka_unit_test(connection_on_its_way_out_still_counts),
+		cmocka_unit_test(
+	cancel_takes_only_that_messages_waiting_jobs_and_keeps_the_order),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -799,7 +799,7 @@ folders_get_their_modes(void **state)
 	} want[] = {
 		{ "incoming", 0700 }, { "active", 0700 }, { "deferred", 0700 },
 		{ "hold", 0700 }, { "corrupt", 0700 }, { "maildrop", 03733 },
-		{ "private", 0700 }, { "public", 0710 },
+		{ "private", 0700 }, { "public", 0711 },
 	};
 	char dir[] = "/tmp/test_queue_modes.XXXXXX", *sub, *err = NULL, *cmd;
 	struct stat st;

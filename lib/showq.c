@@ -1,7 +1,9 @@
 /*
  * showq - list the mail queue in Postfix's mailq and postqueue -j
- * shapes. See showq.h. Linked into ternqueue and sendmail (mailq,
- * sendmail -bp).
+ * shapes, from the queue folders or through the showq service. See
+ * showq.h. Linked into ternqueue and sendmail (mailq, sendmail -bp),
+ * and into showq(8), the service that lists the queue for users who
+ * cannot read it.
  *
  * The column layout is Postfix's, byte for byte: the queue ID left in
  * ten columns (longer IDs, like Tern's, push the rest right, as Postfix's
@@ -11,7 +13,10 @@
  * in column 78 unless it is too long for that.
  *
  * A folder that cannot be opened is an error (reported before anything
- * is printed); a file that vanishes or does not parse is skipped.
+ * is printed); a file that vanishes or does not parse is skipped. The
+ * service's answer is read with a time limit on each wait, so a stuck
+ * service cannot hang mailq; one that cannot be reached at all leaves
+ * showq_list() to read the folders itself.
  */
 #include "autoconf.h"
 
@@ -23,9 +28,12 @@
 
 #include "alloc.h"
 #include "addr.h"
+#include "attr.h"
+#include "buf.h"
 #include "log.h"
 #include "queue.h"
 #include "showq.h"
+#include "stream.h"
 #include "strv.h"
 
 /* In Postfix's order: mail not yet in the queue proper first. */
@@ -37,6 +45,19 @@ static const enum queue_folder folders[] = {
 
 /* Postfix's empty_address_recipient, shown for the null sender. */
 #define NULL_SENDER_TEXT	"MAILER-DAEMON"
+
+/* The service: time to connect, to get the status (it scans the
+ * folders first), and for each wait while the listing comes; the
+ * longest line taken in one piece (longer ones come in pieces). */
+#define SHOWQ_CONNECT_MS	2000
+#define SHOWQ_STATUS_MS		15000
+#define SHOWQ_READ_MS		60000
+#define SHOWQ_LINE_MAX		65536
+
+struct showq {
+	char	*queue_dir;
+	char	**ids[NFOLDERS];
+};
 
 static int
 cmp_str(const void *a, const void *b)
@@ -179,26 +200,51 @@ json_message(FILE *out, const struct queue_msg *m, enum queue_folder f)
 	fputs("]}\n", out);
 }
 
-int
-showq_print(const char *queue_dir, int format, FILE *out)
+void
+showq_free(struct showq *q)
 {
-	char **ids[NFOLDERS], *path, *err = NULL;
+	for (size_t i = 0; i < NFOLDERS; i++)
+		strv_free(q->ids[i]);
+	free(q->queue_dir);
+	free(q);
+}
+
+struct showq *
+showq_scan(const char *queue_dir, char **err)
+{
+	struct showq *q = xcalloc(1, sizeof(*q));
+	size_t i;
+
+	q->queue_dir = xstrdup(queue_dir);
+	for (i = 0; i < NFOLDERS; i++) {
+		q->ids[i] = folder_ids(queue_dir, folders[i]);
+		/* A folder not made yet holds nothing. */
+		if (q->ids[i] == NULL && errno != ENOENT) {
+			int saved = errno;
+
+			*err = xasprintf("cannot read %s/%s: %s", queue_dir,
+			    queue_folder_name(folders[i]), strerror(errno));
+			showq_free(q);
+			errno = saved;
+			return NULL;
+		}
+	}
+	return q;
+}
+
+void
+showq_write(struct showq *q, int format, FILE *out)
+{
 	struct queue_msg *m;
 	unsigned long long bytes = 0;
 	size_t count = 0, i, k;
-	int corrupt, r = 0;
+	char *path, *err = NULL;
+	int corrupt;
 
 	for (i = 0; i < NFOLDERS; i++) {
-		ids[i] = folder_ids(queue_dir, folders[i]);
-		if (ids[i] == NULL && errno != ENOENT) {
-			msg_error("cannot read %s/%s: %s", queue_dir,
-			    queue_folder_name(folders[i]), strerror(errno));
-			r = -1;
-		}
-	}
-	for (i = 0; r == 0 && i < NFOLDERS; i++) {
-		for (k = 0; ids[i] != NULL && ids[i][k] != NULL; k++) {
-			path = queue_path(queue_dir, folders[i], ids[i][k]);
+		for (k = 0; q->ids[i] != NULL && q->ids[i][k] != NULL; k++) {
+			path = queue_path(q->queue_dir, folders[i],
+			    q->ids[i][k]);
 			corrupt = 0;
 			if (queue_open(path, 0, &m, &corrupt, &err) < 0) {
 				/* Moved on, or not ours to show. */
@@ -221,14 +267,128 @@ showq_print(const char *queue_dir, int format, FILE *out)
 			queue_close(m);
 		}
 	}
-	for (i = 0; i < NFOLDERS; i++)
-		strv_free(ids[i]);
-	if (r < 0 || format == SHOWQ_JSON)
-		return r;
+	showq_free(q);
+	if (format == SHOWQ_JSON)
+		return;
 	if (count == 0)
 		fputs("Mail queue is empty\n", out);
 	else
 		fprintf(out, "\n-- %llu Kbytes in %zu Request%s.\n",
 		    bytes / 1024, count, count == 1 ? "" : "s");
+}
+
+int
+showq_print(const char *queue_dir, int format, FILE *out)
+{
+	struct showq *q;
+	char *err = NULL;
+	int saved;
+
+	if ((q = showq_scan(queue_dir, &err)) == NULL) {
+		saved = errno;
+		msg_error("%s", err);
+		free(err);
+		errno = saved;
+		return -1;
+	}
+	showq_write(q, format, out);
 	return 0;
+}
+
+/* Connect to the service: public/showq, or private/showq when master.cf
+ * keeps it private (then only root and mail_owner get in). */
+static int
+showq_connect(const char *queue_dir)
+{
+	static const char *const where[] = { "public", "private" };
+	char *path;
+	int fd = -1, saved = ENOENT;
+
+	for (size_t i = 0; fd < 0 && i < sizeof(where) / sizeof(where[0]);
+	    i++) {
+		path = xasprintf("%s/%s/%s", queue_dir, where[i],
+		    SHOWQ_SERVICE);
+		fd = unix_connect(path, SHOWQ_CONNECT_MS);
+		if (fd < 0 && (i == 0 || errno != ENOENT))
+			saved = errno;
+		free(path);
+	}
+	if (fd < 0)
+		errno = saved;
+	return fd;
+}
+
+int
+showq_ask(const char *queue_dir, int format, FILE *out, char **err)
+{
+	struct attrs req, reply;
+	struct stream *s;
+	struct buf line;
+	const char *status, *reason;
+	int fd, r;
+
+	*err = NULL;
+	if ((fd = showq_connect(queue_dir)) < 0)
+		return SHOWQ_DOWN;
+	s = stream_new(fd, SHOWQ_STATUS_MS);
+	attrs_init(&req);
+	attrs_init(&reply);
+	attrs_add(&req, "format", format == SHOWQ_JSON ? "json" : "text");
+	if ((r = attr_send(s, &req)) == 0)
+		r = attr_recv(s, &reply, 4096, 8);
+	attrs_clear(&req);
+	if (r != 0 || (status = attrs_get(&reply, "status")) == NULL) {
+		/* Nothing printed yet: as good as down. A socket nobody
+		 * serves (master.cf names showq, but it cannot start) ends
+		 * here after the time limit. */
+		attrs_clear(&reply);
+		errno = r == STREAM_TIMEOUT ? ETIMEDOUT : r == STREAM_EOF ?
+		    ECONNRESET : r == 0 || r == STREAM_TOOLONG ? EPROTO :
+		    s->err;
+		stream_free(s);
+		return SHOWQ_DOWN;
+	}
+	if (strcmp(status, "0") != 0) {
+		reason = attrs_get(&reply, "reason");
+		*err = xasprintf("showq service: %s", reason != NULL ?
+		    reason : "request refused");
+		attrs_clear(&reply);
+		stream_free(s);
+		return SHOWQ_FAILED;
+	}
+	attrs_clear(&reply);
+	stream_set_timeout(s, SHOWQ_READ_MS);
+	buf_init(&line, BUF_NOMAX);
+	while ((r = stream_read_line(s, &line, SHOWQ_LINE_MAX)) > 0 ||
+	    r == STREAM_TOOLONG)
+		fwrite(line.data, 1, line.len, out);
+	buf_free(&line);
+	if (r != STREAM_EOF)
+		*err = xasprintf("showq service: the listing broke off: %s",
+		    stream_strerror(r));
+	stream_free(s);
+	return r == STREAM_EOF ? 0 : SHOWQ_FAILED;
+}
+
+int
+showq_list(const char *queue_dir, int format, FILE *out)
+{
+	char *err = NULL;
+	int r, saved;
+
+	if ((r = showq_ask(queue_dir, format, out, &err)) == 0)
+		return 0;
+	if (r == SHOWQ_FAILED) {
+		msg_error("%s", err);
+		free(err);
+		return -1;
+	}
+	/* The mail system is down: the folders, for who may read them. */
+	saved = errno;
+	if (showq_print(queue_dir, format, out) == 0)
+		return 0;
+	msg_error("the showq service cannot be reached either (%s): is the "
+	    "mail system running, with showq in master.cf?",
+	    strerror(saved));
+	return -1;
 }
