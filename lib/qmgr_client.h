@@ -7,8 +7,8 @@
  *	request=new	queue_id=ID	a file was committed to incoming/
  *	request=flush	[site=DOMAIN]	retry deferred mail now
  *	request=deliver	queue_id=ID	retry one message now
- *	request=delete	queue_id=ID	ternsuper -d of a message in active/
- *	request=hold	queue_id=ID	ternsuper -h of a message in active/
+ *	request=delete	queue_id=ID	ternsuper -d of mail in active/
+ *	request=hold	queue_id=ID	ternsuper -h of mail in active/
  * A wake-up that cannot be delivered (qmgr down) is not an error for the
  * caller: qmgr scans incoming/ when it starts and every queue_run_delay,
  * so the message is found anyway. The functions return 0 when qmgr

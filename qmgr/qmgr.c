@@ -54,7 +54,7 @@ struct client {
 	struct client *prev, *next;
 	struct stream *s;
 	unsigned long timer;
-	int	 trusted;	/* root or mail_owner: may delete and hold */
+	int	 trusted;	/* root or mail_owner: delete, hold */
 };
 
 static struct client *clients;

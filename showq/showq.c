@@ -62,7 +62,7 @@ peer_refused(int fd)
 	int r;
 
 	if (server_standalone())
-		return NULL;		/* -S: the operator's own terminal */
+		return NULL;	/* -S: the operator's own terminal */
 	if (unix_peer_uid(fd, &uid) < 0)
 		return xasprintf("cannot tell who is asking: %s",
 		    strerror(errno));
@@ -142,7 +142,7 @@ showq_serve(int in_fd, int out_fd)
 	if (attr_recv(s, &req, REQUEST_LINE_MAX, REQUEST_ATTR_MAX) != 0) {
 		attrs_clear(&req);
 		stream_free(s);
-		return;		/* gone, silent or confused: nothing to say */
+		return;		/* gone, silent or confused */
 	}
 	format = attrs_get(&req, "format");
 	if (format != NULL && strcmp(format, "json") == 0)
