@@ -453,6 +453,16 @@ event_server_on_accept(int lfd, int events, void *ctx)
 		es->opts->accept(fd, es->loop);
 }
 
+/* Stop, or let the service finish first when it knows how. */
+static void
+event_server_stop(struct event_server *es)
+{
+	if (es->opts->drain != NULL)
+		es->opts->drain(es->loop);
+	else
+		event_loop_stop(es->loop);
+}
+
 static void
 event_server_on_status(int fd, int events, void *ctx)
 {
@@ -463,7 +473,7 @@ event_server_on_status(int fd, int events, void *ctx)
 		msg_info("service %s: master closed the status pipe, exiting",
 		    service_name);
 		event_fd_del(es->loop, SERVER_STATUS_FD);
-		event_loop_stop(es->loop);
+		event_server_stop(es);
 	}
 }
 
@@ -473,7 +483,7 @@ event_server_on_sigterm(int signo, void *ctx)
 	struct event_server *es = ctx;
 
 	(void)signo;
-	event_loop_stop(es->loop);
+	event_server_stop(es);
 }
 
 static void

@@ -83,6 +83,11 @@ struct server_opts {
 	/* event server: called once with the loop before it runs, after
 	 * post_jail (qmgr starts its scans and timers here); optional */
 	void	(*start)(struct event_loop *);
+	/* event server: told to stop (SIGTERM, or master closed the status
+	 * pipe); it stops the loop itself when it has finished what it was
+	 * doing. Called again on a second signal. Optional: without it the
+	 * loop stops at once. */
+	void	(*drain)(struct event_loop *);
 };
 
 int	single_server_main(int argc, char **argv,

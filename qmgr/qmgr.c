@@ -47,6 +47,9 @@
 #define CLIENT_WRITE_MS		1000	/* to take a reply */
 #define CLIENT_LINE_MAX		4096
 #define CLIENT_ATTR_MAX		16
+/* Longest wait for deliveries in progress when told to stop: inside
+ * master's five seconds of grace before SIGKILL. */
+#define QMGR_DRAIN_MS		4000
 
 struct qmgr_state qmgr;
 
@@ -289,6 +292,36 @@ qmgr_start(struct event_loop *loop)
 	    deferred_timer, NULL);
 }
 
+static void
+drain_timeout(void *ctx)
+{
+	msg_warn("deliveries still in progress after %ds; they are made "
+	    "again at the next start", QMGR_DRAIN_MS / 1000);
+	event_loop_stop(ctx);
+}
+
+/*
+ * Told to stop (tern stop, or a reload that changed main.cf): start
+ * nothing new, and let the deliveries in progress end first, since the
+ * agents do not write their results into the queue file: a delivery
+ * cut off here is made again by the next qmgr, a duplicate for its
+ * recipients. Within master's grace before SIGKILL.
+ */
+static void
+qmgr_drain(struct event_loop *loop)
+{
+	if (qmgr.stopping)
+		return;
+	qmgr.stopping = 1;
+	if (!qmgr_deliver_running()) {
+		event_loop_stop(loop);
+		return;
+	}
+	msg_info("stopping after the deliveries in progress (at most %ds)",
+	    QMGR_DRAIN_MS / 1000);
+	event_timer_add(loop, QMGR_DRAIN_MS, drain_timeout, loop);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -297,11 +330,12 @@ main(int argc, char **argv)
 		.accept = qmgr_accept,
 		.wakeup = qmgr_wakeup,
 		.start = qmgr_start,
+		.drain = qmgr_drain,
 	};
 	struct client *c;
 
 	event_server_main(argc, argv, &opts);
-	/* SIGTERM: the loop is gone; what was in flight is delivered
+	/* Stopped: what was still in flight after the drain is delivered
 	 * again at the next start. Free the rest for leak checkers. */
 	qmgr.stopping = 1;
 	qmgr.loop = NULL;

@@ -303,6 +303,8 @@ void	qmgr_deliver_queue(struct qmgr_message *, const char *transport,
 void	qmgr_deliver_schedule(void);
 /* Deliveries in flight and waiting, across all transports. */
 size_t	qmgr_deliver_pending(void);
+/* 1 while any delivery is in progress at an agent. */
+int	qmgr_deliver_running(void);
 /* Give dead destinations another chance now: all of them (site NULL)
  * or those whose next hop qmgr_site_match()es site. */
 void	qmgr_deliver_revive(const char *site);

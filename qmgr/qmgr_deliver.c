@@ -199,6 +199,12 @@ qmgr_deliver_queue(struct qmgr_message *msg, const char *transport,
 	free(idx);
 }
 
+int
+qmgr_deliver_running(void)
+{
+	return running != NULL;
+}
+
 size_t
 qmgr_deliver_pending(void)
 {
@@ -525,6 +531,9 @@ job_free(struct qmgr_job *job, int was_running, int keep)
 	qmgr_job_free(job);
 	(void)qmgr_dest_release(d);
 	qmgr_message_job_done(msg);
+	/* Stopping: the last delivery in progress has its results. */
+	if (qmgr.stopping && running == NULL && qmgr.loop != NULL)
+		event_loop_stop(qmgr.loop);
 	qmgr_deliver_schedule();
 }
 

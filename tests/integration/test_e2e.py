@@ -18,6 +18,9 @@ import time
 
 import pytest
 
+from conftest import binary
+from optools import ids_in, shared_folder, slow_alias
+
 
 def maildir_messages(inst, user="demo"):
     new = inst.maildir(user) / "new"
@@ -371,3 +374,51 @@ def test_virtual_domain_given_as_parent_pattern_is_delivered(instance):
     finally:
         if not str(vbase).startswith(str(instance.root)):
             shutil.rmtree(vbase, ignore_errors=True)
+
+
+# ---- stopping qmgr with a delivery in progress ----
+
+@pytest.mark.parametrize("how", ["reload", "stop"])
+def test_qmgr_told_to_stop_lets_a_delivery_in_progress_end(instance, how):
+    """The agents do not write results into the queue file; qmgr does.
+    A qmgr that quit while local was delivering would leave the message
+    in active/ and its successor would deliver it again. Told to stop
+    (tern stop, or a reload that changed main.cf and so replaces qmgr),
+    it waits for the delivery in progress, records it, and only then
+    exits: the command behind the alias runs once."""
+    shared = shared_folder()
+    try:
+        slow_alias(instance, shared)
+        instance.start()
+        with smtplib.SMTP("127.0.0.1", instance.smtp_port, timeout=10) as s:
+            s.sendmail("alice@example.test", ["slow@example.test"],
+                       b"Subject: slow\r\n\r\nslow one\r\n")
+        instance.wait_for(lambda: (shared / "started").exists(),
+                          what="the delivery to start")
+        if how == "reload":
+            instance.write_main_cf(delay_warning_time="4h")
+            cmd = [binary("tern"), "reload"]
+        else:
+            cmd = [binary("tern"), "stop"]
+        p = subprocess.Popen(cmd, env=instance.env(), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        instance.wait_for(lambda: "stopping after the deliveries in "
+                          "progress" in instance.log(),
+                          what="qmgr waiting for the delivery")
+        (shared / "go").touch()
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, out + err
+        if how == "stop":
+            instance.start()
+        instance.wait_for(lambda: "status=sent" in instance.log(),
+                          what="the delivery line")
+        instance.wait_for(lambda: not any(
+            ids_in(instance, f) for f in ("incoming", "active",
+                                           "deferred")),
+            timeout=20, what="an empty queue")
+        time.sleep(1.5)         # a repeated delivery would have begun
+        assert (shared / "started").read_text().count("started") == 1
+        assert (shared / "out").read_text().count("slow one") == 1
+        assert "deliveries still in progress" not in instance.log()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
