@@ -85,7 +85,8 @@ int	queue_id_valid(const char *);
 /* Find which folder holds id: 0 and *folder, or -1 (ENOENT). */
 int	queue_find(const char *queue_dir, const char *id,
 	    enum queue_folder *folder);
-/* Move id between folders: rename, fsync both folders. */
+/* Move id between folders: rename, then fsync both folders unless both
+ * are among incoming/, active/ and deferred/ (see queue.c). */
 int	queue_move(const char *queue_dir, const char *id,
 	    enum queue_folder from, enum queue_folder to, char **err);
 
