@@ -48,6 +48,24 @@ def free_port(host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def free_port_on(*hosts):
+    """A port free on every one of hosts (loopback addresses)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+        ok = True
+        for h in hosts:
+            with socket.socket() as s:
+                try:
+                    s.bind((h, port))
+                except OSError:
+                    ok = False
+        if ok:
+            return port
+    pytest.fail("no common free port")
+
+
 class Instance:
     """One Tern instance under a temporary folder."""
 

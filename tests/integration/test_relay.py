@@ -24,28 +24,10 @@ import time
 
 import pytest
 
-from conftest import Instance
+from conftest import Instance, free_port_on
 from smtpsink import SmtpSink
 
 SENDER = "alice@example.test"
-
-
-def free_port_on(*hosts):
-    """A port free on every one of hosts (loopback addresses)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        ok = True
-        for h in hosts:
-            with socket.socket() as s:
-                try:
-                    s.bind((h, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
-    pytest.fail("no common free port")
 
 
 def message(subject, rcpts):

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import binary
+from conftest import binary, free_port_on
 from queuefile import deliver_request, write_queue_file
 from smtpsink import SmtpSink
 
@@ -146,24 +146,6 @@ def relay(instance, dns):
         assert "panic:" not in out and "fatal:" not in out, out
     log = instance.log()
     assert "panic:" not in log and "fatal:" not in log, log
-
-
-def free_port_on(*hosts):
-    """A port free on every one of hosts (loopback addresses)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        ok = True
-        for h in hosts:
-            with socket.socket() as s:
-                try:
-                    s.bind((h, port))
-                except OSError:
-                    ok = False
-        if ok:
-            return port
-    pytest.fail("no common free port")
 
 
 MX_B = ["b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.2"]

@@ -10,8 +10,6 @@ ends the kept sessions end with QUIT.
 import socket
 import time
 
-import pytest
-
 from queuefile import (DeliverReply, attr_escape, attr_unescape, xtext)
 from test_smtp import CONTENT, MX_B, crlf, relay, wait_quit  # noqa: F401
 
