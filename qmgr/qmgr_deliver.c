@@ -723,9 +723,12 @@ job_readable(int fd, int events, void *ctx)
 	r = qmgr_attr_ready(job->s, REPLY_LINE_MAX * (job->n + REPLY_EXTRA));
 	if (r == 0)
 		return;
-	if (r == STREAM_EOF && job->reused && job->s->in.len == 0) {
-		/* A kept connection the agent closed as we used it: the
-		 * request never started; again on a new connection. */
+	if (job->reused && job->s->in.len == 0 && (r == STREAM_EOF ||
+	    (r == STREAM_ERROR && (job->s->err == ECONNRESET ||
+	    job->s->err == EPIPE)))) {
+		/* A kept connection the agent closed as we used it (EOF, or
+		 * a reset when our request reached it unread): the request
+		 * never started; again on a new connection. */
 		event_fd_del(qmgr.loop, job->s->fd);
 		stream_free(job->s);
 		job->s = NULL;
