@@ -1295,7 +1295,7 @@ queue_msg_attr(const struct queue_msg *m, const char *name)
 }
 
 int
-queue_mark(struct queue_msg *m, size_t i, int status, char **err)
+queue_mark_write(struct queue_msg *m, size_t i, int status, char **err)
 {
 	char c = (char)status;
 
@@ -1304,12 +1304,23 @@ queue_mark(struct queue_msg *m, size_t i, int status, char **err)
 	if (status != RCPT_TODO && status != RCPT_DONE &&
 	    status != RCPT_FAILED)
 		msg_panic("%s: queue_mark: bad status %d", m->id, status);
-	if (pwrite(m->fd, &c, 1, m->rcpts[i].status_off) != 1 ||
-	    fdatasync(m->fd) < 0) {
+	if (pwrite(m->fd, &c, 1, m->rcpts[i].status_off) != 1) {
 		set_err(err, "update %s: %s", m->path, strerror(errno));
 		return -1;
 	}
 	m->rcpts[i].status = status;
+	return 0;
+}
+
+int
+queue_mark(struct queue_msg *m, size_t i, int status, char **err)
+{
+	if (queue_mark_write(m, i, status, err) < 0)
+		return -1;
+	if (fdatasync(m->fd) < 0) {
+		set_err(err, "update %s: %s", m->path, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 

@@ -158,6 +158,10 @@ void	queue_close(struct queue_msg *);
 const char *queue_msg_attr(const struct queue_msg *, const char *name);
 /* Rewrite recipient i's status byte and fdatasync. 0 or -1 with *err. */
 int	queue_mark(struct queue_msg *, size_t i, int status, char **err);
+/* The same without the fdatasync: the caller makes it durable (one
+ * fdatasync of qm->fd for all the marks) before the file moves on. */
+int	queue_mark_write(struct queue_msg *, size_t i, int status,
+	    char **err);
 /* Append a note for recipient i (dsn "4.4.1", reason text) and fsync. */
 int	queue_note(struct queue_msg *, size_t i, const char *dsn,
 	    const char *reason, char **err);

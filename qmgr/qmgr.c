@@ -263,6 +263,7 @@ qmgr_start(struct event_loop *loop)
 	int n;
 
 	qmgr.loop = loop;
+	qmgr_sync_init();
 	qmgr.queue_dir = xstrdup(config_str("queue_directory"));
 	qmgr.myhostname = xstrdup(config_str("myhostname"));
 	qmgr.active_limit = (size_t)config_int("qmgr_message_active_limit");
@@ -292,6 +293,12 @@ qmgr_start(struct event_loop *loop)
 	    deferred_timer, NULL);
 }
 
+int
+qmgr_busy(void)
+{
+	return qmgr_deliver_running() || qmgr_sync_pending() > 0;
+}
+
 static void
 drain_timeout(void *ctx)
 {
@@ -313,7 +320,7 @@ qmgr_drain(struct event_loop *loop)
 	if (qmgr.stopping)
 		return;
 	qmgr.stopping = 1;
-	if (!qmgr_deliver_running()) {
+	if (!qmgr_busy()) {
 		event_loop_stop(loop);
 		return;
 	}
@@ -344,6 +351,7 @@ main(int argc, char **argv)
 		stream_free(c->s);
 		free(c);
 	}
+	qmgr_sync_shutdown();
 	qmgr_deliver_shutdown();
 	qmgr_message_shutdown();
 	qmgr_resolve_free();

@@ -305,6 +305,8 @@ void	qmgr_deliver_schedule(void);
 size_t	qmgr_deliver_pending(void);
 /* 1 while any delivery is in progress at an agent. */
 int	qmgr_deliver_running(void);
+/* qmgr.c: deliveries or syncs still running (a stop waits for them). */
+int	qmgr_busy(void);
 /* Give dead destinations another chance now: all of them (site NULL)
  * or those whose next hop qmgr_site_match()es site. */
 void	qmgr_deliver_revive(const char *site);
@@ -346,6 +348,7 @@ struct qmgr_message {
 	struct qmgr_rcpt_state *rs;	/* one per queue file recipient */
 	size_t	 jobs;		/* deliveries not finished */
 	int	 io_error;	/* a result could not be recorded */
+	int	 unsynced;	/* marks written, not yet fdatasynced */
 	int	 finishing;
 	int	 cancel;	/* QMGR_CANCEL_*: an operator's ternsuper */
 };
@@ -378,6 +381,20 @@ int	qmgr_message_busy(const char *id);
 long	qmgr_message_cancel(const char *id, int how);
 /* Forget every message at exit (their files stay in active/). */
 void	qmgr_message_shutdown(void);
+/* qmgr_sync.c is done with msg: err is fdatasync's errno or 0. */
+void	qmgr_message_synced(struct qmgr_message *, int err);
+
+/* ---- qmgr_sync.c: done-marks made durable off the event loop ---- */
+
+/* Start the sync threads (after qmgr.loop is set). */
+void	qmgr_sync_init(void);
+/* fdatasync msg's file in a thread, then qmgr_message_synced(). 0, or
+ * -1 when there are no threads (sync it yourself). */
+int	qmgr_sync_submit(struct qmgr_message *);
+/* Messages handed over and not yet back. */
+size_t	qmgr_sync_pending(void);
+/* Let the threads finish what they have, and end them. */
+void	qmgr_sync_shutdown(void);
 
 /* ---- qmgr_scan.c ---- */
 

@@ -532,7 +532,7 @@ job_free(struct qmgr_job *job, int was_running, int keep)
 	(void)qmgr_dest_release(d);
 	qmgr_message_job_done(msg);
 	/* Stopping: the last delivery in progress has its results. */
-	if (qmgr.stopping && running == NULL && qmgr.loop != NULL)
+	if (qmgr.stopping && !qmgr_busy() && qmgr.loop != NULL)
 		event_loop_stop(qmgr.loop);
 	qmgr_deliver_schedule();
 }

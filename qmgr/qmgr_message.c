@@ -7,7 +7,9 @@
  * (qmgr_resolve.c) and queues the deliveries by transport and next hop
  * (qmgr_deliver.c). Results come back through qmgr_message_result(),
  * which records each one in the file before anything else happens to
- * it (queue_mark and queue_note fsync), and logs the Postfix-shaped
+ * it (queue_note fsyncs; a "sent" mark is fdatasynced with the others
+ * in a thread of qmgr_sync.c before the file moves on), and logs the
+ * Postfix-shaped
  * "to=<...>, relay=..., delay=..., delays=a/b/c/d, dsn=..., status=..."
  * line. When the last delivery has ended, the message is finished:
  *	- recipients still to deliver past the queue lifetime fail with
@@ -122,7 +124,9 @@ qmgr_message_result(struct qmgr_message *msg, size_t i,
 	text = log_text(reason);
 	switch (outcome) {
 	case OUTCOME_SENT:
-		r = queue_mark(msg->qm, i, RCPT_DONE, &err);
+		/* Made durable before the file moves on (message_finish). */
+		if ((r = queue_mark_write(msg->qm, i, RCPT_DONE, &err)) == 0)
+			msg->unsynced = 1;
 		status = "sent";
 		break;
 	case OUTCOME_BOUNCED:
@@ -467,6 +471,18 @@ message_finish(struct qmgr_message *msg)
 	size_t i, nd;
 
 	msg->finishing = 1;
+	/* Marks first: on disk before the file is removed or moved. */
+	if (msg->unsynced) {
+		msg->unsynced = 0;
+		if (qmgr_sync_submit(msg) == 0)
+			return;		/* back in qmgr_message_synced() */
+		if (fdatasync(qm->fd) < 0) {
+			msg_warn("%s: cannot record the results: fdatasync "
+			    "%s: %m; the message stays queued", msg->id,
+			    qm->path);
+			msg->io_error = 1;
+		}
+	}
 	if (message_cancelled(msg))
 		return;
 
@@ -595,6 +611,18 @@ message_finish(struct qmgr_message *msg)
 	message_free(msg);
 	qmgr.nactive--;
 	qmgr_scan_soon(qmgr.backlog_incoming, qmgr.backlog_deferred);
+}
+
+void
+qmgr_message_synced(struct qmgr_message *msg, int err)
+{
+	if (err != 0) {
+		msg_warn("%s: cannot record the results: fdatasync %s: %s; "
+		    "the message stays queued", msg->id, msg->qm->path,
+		    strerror(err));
+		msg->io_error = 1;
+	}
+	message_finish(msg);
 }
 
 void
