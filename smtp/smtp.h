@@ -205,7 +205,11 @@ enum smtp_sess_result {
 
 /* What one session must do about TLS and AUTH (smtp.c fills it). */
 struct smtp_security {
-	struct tls_ctx	*tls;		/* NULL: never STARTTLS */
+	struct tls_ctx	*tls;		/* NULL: see tls_make */
+	/* Makes the context when tls is NULL at level may, once a server
+	 * offers STARTTLS; NULL with *err when it cannot (then the
+	 * session goes on in plain text). */
+	struct tls_ctx	*(*tls_make)(char **err);
 	enum tls_level	 level;		/* for this server: none .. secure */
 	const char *const *match;	/* verify, secure: names to check */
 	const struct tls_tlsa *tlsa;	/* dane */

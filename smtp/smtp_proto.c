@@ -322,11 +322,12 @@ smtp_starttls(struct session *ss)
 {
 	const struct smtp_security *sec = ss->sec;
 	int required = sec->level >= TLS_LEV_ENCRYPT;
+	struct tls_ctx *tls = sec->tls;
 	struct tls_peer peer;
 	char soft[16], *err = NULL, *peer_text;
 	int r;
 
-	if (sec->level == TLS_LEV_NONE || sec->tls == NULL)
+	if (sec->level == TLS_LEV_NONE)
 		return SMTP_SESS_DONE;
 	if (!(ss->features & F_STARTTLS)) {
 		if (!required)
@@ -334,6 +335,15 @@ smtp_starttls(struct session *ss)
 		return next_host(ss, "4.7.4", "TLS is required, but was not "
 		    "offered by host %s", ss->host);
 	}
+	if (tls == NULL && !required && sec->tls_make != NULL &&
+	    (tls = sec->tls_make(&err)) == NULL) {
+		msg_warn("%s: TLS client set-up failed: %s; sending in plain "
+		    "text", ss->msg->id, err);
+		free(err);
+		return SMTP_SESS_DONE;
+	}
+	if (tls == NULL)
+		return SMTP_SESS_DONE;
 	if ((r = command(ss, ss->conf->helo_ms, "STARTTLS")) != 0 ||
 	    (r = reply(ss, ss->conf->helo_ms)) != 0)
 		return lost(ss, r, "sending STARTTLS");
@@ -358,7 +368,7 @@ smtp_starttls(struct session *ss)
 	peer.cache_key = peer_text;
 	peer.tlsa = sec->tlsa;
 	peer.ntlsa = sec->ntlsa;
-	if (tls_stream_start_client(ss->s, sec->tls, &peer, sec->starttls_ms,
+	if (tls_stream_start_client(ss->s, tls, &peer, sec->starttls_ms,
 	    &err) < 0) {
 		/* The stream is fit only for freeing now. */
 		ss->broken = 1;

@@ -156,6 +156,31 @@ def test_failed_handshake_at_may_retries_the_server_in_plain_text(relay,
     assert "trying again in plain text" in logs(relay)
 
 
+def test_may_sets_up_tls_only_for_a_server_that_offers_it(relay, certs,
+                                                          tmp_path):
+    """At may the TLS context is made at the first STARTTLS: a broken
+    client setup (a CA file that is not there) costs a plain-text server
+    nothing, not even a warning; one that offers STARTTLS still gets the
+    mail, in plain text, with the reason logged."""
+    relay.zones(MX_B)
+    relay.inst.write_main_cf(smtp_tls_CAfile=str(tmp_path / "no-such.pem"))
+    agent = relay.agent()
+    plain = relay.sink()
+    st, _, reason = deliver_one(relay, agent, f"b.test:{plain.port}")
+    assert st == "sent", reason
+    assert plain.wait_messages(1)[0].tls is None
+    assert "TLS client set-up failed" not in logs(relay)
+
+    sink = tls_sink(relay, certs.good)
+    st, _, reason = deliver_one(relay, agent, f"b.test:{sink.port}")
+    assert st == "sent", reason
+    [m] = sink.wait_messages(1)
+    assert m.tls is None
+    assert "STARTTLS" not in sink.sessions[0].commands
+    assert "TLS client set-up failed" in logs(relay)
+    assert "sending in plain text" in logs(relay)
+
+
 def test_level_none_never_starts_tls(relay, certs):
     relay.zones(MX_B)
     relay.inst.write_main_cf(smtp_tls_security_level="none")
