@@ -110,6 +110,12 @@ def test_all_operations_lose_and_duplicate_nothing(instance):
         instance.run("ternqueue", "-f")
         r = instance.run("ternsuper", *args)
         assert r.returncode == 0, r.stderr
+        # Count once qmgr has put down what it took up: a file it moves
+        # from active/ to deferred/ between two listings would be seen
+        # in both.
+        instance.wait_for(lambda: ids_in(instance, "incoming") == [] and
+                          ids_in(instance, "active") == [],
+                          what="the queue at rest")
         files = queue_files(instance)
         assert len(files) == 20, (args, files)
         assert {f.split("/")[1] for f in files} == set(ids)
