@@ -133,6 +133,10 @@ const struct param_def param_table[] = {
 	    "longest line read from SMTP or a queue file before it is split"),
 	INT("local_destination_concurrency_limit", "2", 1, 0,
 	    "most parallel deliveries to one local recipient"),
+	INT("local_destination_recipient_limit", "1", 1, 0,
+	    "most recipients in one local delivery; 1 makes "
+	    "local_destination_concurrency_limit a limit per recipient, "
+	    "more makes it one per domain"),
 	STR("local_passwd_file", "",
 	    "passwd(5)-format file of local users used instead of the "
 	    "system's; for test and demo instances (Tern)"),

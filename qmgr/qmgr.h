@@ -180,8 +180,10 @@ struct qmgr_job {
  */
 struct qmgr_dest {
 	struct qmgr_dest *next;
+	struct qmgr_dest *hnext;	/* the transport's lookup chain */
 	struct qmgr_transport *tp;
 	char	*nexthop;
+	char	*rcpt;		/* per-recipient destination: whose */
 	struct qmgr_job *head, *tail;	/* waiting */
 	size_t	 waiting;
 	int	 active;		/* running */
@@ -227,6 +229,7 @@ struct qmgr_transport {
 	int	 nclosing;	/* let go, not closed by the agent yet */
 	struct qmgr_dest *dests;
 	struct qmgr_dest *cursor;	/* last served, for round-robin */
+	struct qmgr_dest **hash;	/* qmgr_dest_for() lookup */
 };
 
 struct qmgr_transport *qmgr_transport_new(const char *name,
@@ -236,6 +239,14 @@ struct qmgr_transport *qmgr_transport_new(const char *name,
 void	qmgr_transport_free(struct qmgr_transport *);
 /* The destination for nexthop (case-insensitive), made when missing. */
 struct qmgr_dest *qmgr_dest_get(struct qmgr_transport *, const char *nexthop);
+/*
+ * The same for one recipient at nexthop when rcpt is not NULL: a
+ * transport whose recipient limit is 1 (local, by default) queues and
+ * limits concurrency per recipient, as Postfix does, so that one
+ * mailbox's slow or many deliveries do not hold up the others'.
+ */
+struct qmgr_dest *qmgr_dest_for(struct qmgr_transport *, const char *nexthop,
+	    const char *rcpt);
 /* Free d when nothing waits, runs or is kept there and it is not dead;
  * 1 when freed. */
 int	qmgr_dest_release(struct qmgr_dest *);

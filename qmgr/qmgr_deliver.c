@@ -192,10 +192,20 @@ void
 qmgr_deliver_queue(struct qmgr_message *msg, const char *transport,
     const char *nexthop, int fallback, size_t *idx, size_t n)
 {
-	struct qmgr_dest *d = qmgr_dest_get(transport_get(transport),
-	    nexthop);
+	struct qmgr_transport *tp = transport_get(transport);
+	size_t i;
 
-	npending += qmgr_dest_enqueue(d, msg, idx, n, fallback ? 0 : -1);
+	if (tp->rcpt_limit == 1) {
+		/* One recipient per delivery: a destination per recipient,
+		 * as Postfix's <transport>_destination_recipient_limit = 1
+		 * makes the concurrency limit one per recipient. */
+		for (i = 0; i < n; i++)
+			npending += qmgr_dest_enqueue(qmgr_dest_for(tp, nexthop,
+			    msg->rs[idx[i]].addr), msg, &idx[i], 1,
+			    fallback ? 0 : -1);
+	} else
+		npending += qmgr_dest_enqueue(qmgr_dest_get(tp, nexthop), msg,
+		    idx, n, fallback ? 0 : -1);
 	free(idx);
 }
 

@@ -11,6 +11,9 @@
  * The policy, as an operator knows it from Postfix:
  *	- a destination is (transport, nexthop): all mail for
  *	  smtp:example.com waits in one queue, whatever message it is in;
+ *	  for a transport whose recipient limit is 1 (local's default) it
+ *	  is (transport, nexthop, recipient), so the concurrency limit is
+ *	  per recipient;
  *	- a message's recipients for one destination go out in requests of
  *	  at most <transport>_destination_recipient_limit;
  *	- slow start: a destination may have initial_destination_
@@ -31,12 +34,55 @@
  */
 #include "autoconf.h"
 
+#include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "qmgr.h"
+
+/* Buckets of a transport's destination lookup (per-recipient
+ * destinations can be as many as the recipients in active/). */
+#define DEST_HASH	4096
+
+static uint32_t hash_seed;
+
+static uint32_t
+hash_add(uint32_t h, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		h ^= (uint32_t)tolower((unsigned char)*s);
+		h *= 16777619u;
+	}
+	return (h ^ 0xff) * 16777619u;	/* a separator between parts */
+}
+
+static size_t
+dest_bucket(const char *nexthop, const char *rcpt)
+{
+	uint32_t h;
+
+	if (hash_seed == 0)
+		hash_seed = ((uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16)) |
+		    1u;
+	h = hash_add(2166136261u ^ hash_seed, nexthop);
+	if (rcpt != NULL)
+		h = hash_add(h, rcpt);
+	return h % DEST_HASH;
+}
+
+static int
+dest_is(const struct qmgr_dest *d, const char *nexthop, const char *rcpt)
+{
+	if ((d->rcpt == NULL) != (rcpt == NULL))
+		return 0;
+	return strcasecmp(d->nexthop, nexthop) == 0 &&
+	    (rcpt == NULL || strcasecmp(d->rcpt, rcpt) == 0);
+}
 
 struct qmgr_transport *
 qmgr_transport_new(const char *name, const char *service, int dest_limit,
@@ -73,6 +119,7 @@ dest_free(struct qmgr_dest *d)
 		qmgr_job_free(job);
 	}
 	free(d->nexthop);
+	free(d->rcpt);
 	free(d->dead_dsn);
 	free(d->dead_reason);
 	free(d);
@@ -87,6 +134,7 @@ qmgr_transport_free(struct qmgr_transport *tp)
 		tp->dests = d->next;
 		dest_free(d);
 	}
+	free(tp->hash);
 	free(tp->name);
 	free(tp->service);
 	free(tp);
@@ -95,15 +143,28 @@ qmgr_transport_free(struct qmgr_transport *tp)
 struct qmgr_dest *
 qmgr_dest_get(struct qmgr_transport *tp, const char *nexthop)
 {
-	struct qmgr_dest *d, **pp;
+	return qmgr_dest_for(tp, nexthop, NULL);
+}
 
-	for (d = tp->dests; d != NULL; d = d->next)
-		if (strcasecmp(d->nexthop, nexthop) == 0)
+struct qmgr_dest *
+qmgr_dest_for(struct qmgr_transport *tp, const char *nexthop,
+    const char *rcpt)
+{
+	struct qmgr_dest *d, **pp;
+	size_t b = dest_bucket(nexthop, rcpt);
+
+	if (tp->hash == NULL)
+		tp->hash = xcalloc(DEST_HASH, sizeof(*tp->hash));
+	for (d = tp->hash[b]; d != NULL; d = d->hnext)
+		if (dest_is(d, nexthop, rcpt))
 			return d;
 	d = xcalloc(1, sizeof(*d));
 	d->tp = tp;
 	d->nexthop = xstrdup(nexthop);
+	d->rcpt = rcpt != NULL ? xstrdup(rcpt) : NULL;
 	d->window = tp->init_window;
+	d->hnext = tp->hash[b];
+	tp->hash[b] = d;
 	/* At the end of the ring: a newcomer waits its turn like the
 	 * others instead of jumping ahead of destinations already
 	 * waiting. */
@@ -127,6 +188,12 @@ qmgr_dest_release(struct qmgr_dest *d)
 	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == d) {
 			*pp = d->next;
+			break;
+		}
+	for (pp = &tp->hash[dest_bucket(d->nexthop, d->rcpt)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == d) {
+			*pp = d->hnext;
 			break;
 		}
 	if (tp->cursor == d)

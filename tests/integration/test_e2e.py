@@ -207,8 +207,16 @@ def test_durability_under_random_sigkill(instance):
     kills = []
 
     def killer():
+        # Each kill lands after a random further 10 to 40 accepted
+        # messages, so that at least four land during the traffic however
+        # fast the machine moves it (by the clock, a fast run was over
+        # before the third).
+        target = 0
         while not stop.is_set() and len(kills) < 8:
-            time.sleep(rng.uniform(0.1, 0.5))
+            target += rng.randint(10, 40)
+            while not stop.is_set() and len(accepted) < target:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.05))
             if stop.is_set():
                 break
             for pid in instance_pids(instance):

@@ -800,6 +800,39 @@ def test_destination_concurrency_limit_is_kept(q):
     assert agent.max_running == 2
 
 
+def test_local_concurrency_limit_is_per_recipient(q):
+    """local_destination_recipient_limit is 1 by default: each local
+    recipient is a destination of its own, so one mailbox's deliveries
+    do not wait for another's (Postfix's meaning of
+    local_destination_concurrency_limit)."""
+    q.inst.write_main_cf(local_destination_concurrency_limit="1")
+    agent = q.start_agent(delay=0.4)
+    ids = [write_queue_file(q.queue, "alice@example.test", [rcpt], MESSAGE)
+           for rcpt in ["demo@example.test", "bob@example.test"] * 3]
+    # One message to both: one delivery each.
+    both = write_queue_file(q.queue, "alice@example.test",
+                            ["demo@example.test", "bob@example.test"],
+                            MESSAGE)
+    q.start_qmgr()
+    for qid in ids + [both]:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    assert agent.max_running == 2
+    assert sorted(len(r["rcpt"]) for r in agent.requests
+                  if r["queue_id"] == both) == [1, 1]
+
+
+def test_local_recipient_limit_above_one_limits_per_domain(q):
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_destination_recipient_limit="2")
+    agent = q.start_agent(delay=0.3)
+    ids = [write_queue_file(q.queue, "alice@example.test", [rcpt], MESSAGE)
+           for rcpt in ["demo@example.test", "bob@example.test"] * 2]
+    q.start_qmgr()
+    for qid in ids:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    assert agent.max_running == 1
+
+
 def test_active_queue_limit_is_kept(q):
     q.inst.write_main_cf(qmgr_message_active_limit="2")
     agent = q.start_agent(delay=0.3)

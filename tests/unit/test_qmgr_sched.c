@@ -96,6 +96,61 @@ destinations_are_per_nexthop_without_regard_to_case(void **state)
 	qmgr_transport_free(tp);
 }
 
+/* Per-recipient destinations (recipient limit 1): one per address at a
+ * next hop, apart from the next hop's own, found again after many
+ * others, and gone from the lookup once released. */
+static void
+destinations_per_recipient(void **state)
+{
+	struct qmgr_transport *tp = transport(2, 2, 100, 1, 1);
+	struct qmgr_dest *dom = qmgr_dest_get(tp, "example.test");
+	struct qmgr_dest *a = qmgr_dest_for(tp, "example.test",
+	    "Alice@example.test");
+	struct qmgr_dest *b = qmgr_dest_for(tp, "example.test",
+	    "bob@example.test");
+	struct qmgr_message msg = { 0 };
+	struct qmgr_job *running[4];
+	char addr[64];
+	size_t i;
+
+	(void)state;
+	assert_ptr_not_equal(a, dom);
+	assert_ptr_not_equal(a, b);
+	assert_string_equal(a->nexthop, "example.test");
+	assert_string_equal(a->rcpt, "Alice@example.test");
+	assert_null(dom->rcpt);
+	for (i = 0; i < 10000; i++) {
+		snprintf(addr, sizeof(addr), "u%zu@example.test", i);
+		(void)qmgr_dest_for(tp, "example.test", addr);
+	}
+	assert_ptr_equal(qmgr_dest_for(tp, "EXAMPLE.test",
+	    "alice@EXAMPLE.TEST"), a);
+	assert_ptr_equal(qmgr_dest_get(tp, "example.test"), dom);
+	/* Each has its own window: two of a's and two of b's may run. */
+	queue_jobs(a, &msg, 3);
+	queue_jobs(b, &msg, 3);
+	for (i = 0; i < 4; i++)
+		assert_non_null(running[i] = qmgr_sched_next(tp));
+	assert_null(qmgr_sched_next(tp));
+	assert_int_equal(a->active, 2);
+	assert_int_equal(b->active, 2);
+	for (i = 0; i < 4; i++) {
+		qmgr_sched_done(running[i]);
+		qmgr_job_free(running[i]);
+	}
+	/* Released when idle and empty, then made afresh. */
+	for (i = 0; i < 10000; i++) {
+		snprintf(addr, sizeof(addr), "u%zu@example.test", i);
+		assert_int_equal(qmgr_dest_release(qmgr_dest_for(tp,
+		    "example.test", addr)), 1);
+	}
+	assert_int_equal(qmgr_dest_release(dom), 1);
+	assert_ptr_not_equal(qmgr_dest_get(tp, "example.test"), NULL);
+	assert_ptr_equal(qmgr_dest_for(tp, "example.test",
+	    "bob@example.test"), b);
+	qmgr_transport_free(tp);
+}
+
 static void
 slow_start_grows_the_window_by_one_per_success(void **state)
 {
@@ -511,6 +566,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(recipient_limit_splits_a_group_into_requests),
+		cmocka_unit_test(destinations_per_recipient),
 		cmocka_unit_test(
 		    destinations_are_per_nexthop_without_regard_to_case),
 		cmocka_unit_test(
