@@ -7,6 +7,11 @@
  * the wait is short; a qmgr that is down, busy past the time limit or
  * answers nonsense makes the call return -1 with errno set, which the
  * caller may ignore: qmgr finds queued mail by itself at its next scan.
+ *
+ * "new" is the exception: it asks for no answer (reply=no) and does not
+ * wait for one. smtpd sends it after each 250, and the wait for qmgr to
+ * be scheduled and answer held up the client's next command by as long
+ * (bench/README.md: 25 % more messages accepted a second without it).
  */
 #include "autoconf.h"
 
@@ -106,7 +111,33 @@ qmgr_simple(const char *queue_dir, const char *request, const char *name,
 int
 qmgr_notify_new(const char *queue_dir, const char *queue_id)
 {
-	return qmgr_simple(queue_dir, "new", "queue_id", queue_id);
+	struct attrs req;
+	struct stream *s;
+	char *path;
+	int fd, r, saved;
+
+	path = qmgr_socket_path(queue_dir);
+	fd = unix_connect(path, QMGR_CONNECT_MS);
+	saved = errno;
+	free(path);
+	if (fd < 0) {
+		errno = saved;
+		return -1;
+	}
+	attrs_init(&req);
+	attrs_add(&req, "request", "new");
+	attrs_add(&req, "queue_id", queue_id);
+	attrs_add(&req, "reply", "no");
+	s = stream_new(fd, QMGR_REPLY_MS);
+	r = attr_send(s, &req);
+	saved = r == STREAM_TIMEOUT ? ETIMEDOUT : s->err;
+	stream_free(s);
+	attrs_clear(&req);
+	if (r != 0) {
+		errno = saved != 0 ? saved : EPIPE;
+		return -1;
+	}
+	return 0;
 }
 
 int

@@ -3,7 +3,7 @@
  *
  * qmgr listens on the Unix socket of its master.cf service: public/qmgr
  * (or private/qmgr when master.cf marks it private). Requests use attr.h
- * framing and get "status=0" back:
+ * framing and get "status=0" back, except those with reply=no:
  *	request=new	queue_id=ID	a file was committed to incoming/
  *	request=flush	[site=DOMAIN]	retry deferred mail now
  *	request=deliver	queue_id=ID	retry one message now
@@ -13,6 +13,8 @@
  * caller: qmgr scans incoming/ when it starts and every queue_run_delay,
  * so the message is found anyway. The functions return 0 when qmgr
  * answered, -1 (errno set) when it could not be reached.
+ * qmgr_notify_new() sends reply=no and returns 0 once the request is
+ * written: it does not wait for qmgr.
  */
 #ifndef TERN_QMGR_CLIENT_H
 #define TERN_QMGR_CLIENT_H

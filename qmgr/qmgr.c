@@ -133,7 +133,7 @@ client_request(struct client *c)
 	const char *what, *id, *site;
 	char *site_copy = NULL, *id_copy = NULL;
 	enum action act = ACT_NONE;
-	int r;
+	int r, reply_no;
 
 	attrs_init(&req);
 	attrs_init(&reply);
@@ -145,6 +145,8 @@ client_request(struct client *c)
 	what = attrs_get(&req, "request");
 	id = attrs_get(&req, "queue_id");
 	site = attrs_get(&req, "site");
+	reply_no = attrs_get(&req, "reply") != NULL &&
+	    strcmp(attrs_get(&req, "reply"), "no") == 0;
 	if (what == NULL) {
 		attrs_add(&reply, "status", "1");
 		attrs_add(&reply, "reason", "no request");
@@ -166,7 +168,8 @@ client_request(struct client *c)
 	}
 	if (act != ACT_NONE)
 		attrs_add(&reply, "status", "0");
-	r = attr_send(c->s, &reply);
+	/* reply=no (qmgr_notify_new): the sender is not listening. */
+	r = reply_no ? 0 : attr_send(c->s, &reply);
 	attrs_clear(&req);
 	attrs_clear(&reply);
 	if (r != 0)
