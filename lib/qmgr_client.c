@@ -49,11 +49,14 @@ qmgr_socket_path(const char *queue_dir)
 }
 
 /* Send one request and read the answer (into *out when not NULL; the
- * caller clears it); 0 or -1 with errno. */
+ * caller clears it), or only send it when the request says reply=no;
+ * 0 or -1 with errno. */
 static int
 qmgr_request(const char *queue_dir, const struct attrs *req,
     struct attrs *out)
 {
+	const char *want = attrs_get(req, "reply");
+	int answered = want == NULL || strcmp(want, "no") != 0;
 	struct stream *s;
 	struct attrs reply;
 	char *path;
@@ -69,9 +72,9 @@ qmgr_request(const char *queue_dir, const struct attrs *req,
 	}
 	s = stream_new(fd, QMGR_REPLY_MS);
 	attrs_init(&reply);
-	if ((r = attr_send(s, req)) == 0)
+	if ((r = attr_send(s, req)) == 0 && answered)
 		r = attr_recv(s, &reply, QMGR_LINE_MAX, QMGR_ATTR_MAX);
-	if (r == 0 && attrs_get(&reply, "status") == NULL) {
+	if (r == 0 && answered && attrs_get(&reply, "status") == NULL) {
 		r = STREAM_ERROR;
 		s->err = EPROTO;
 	}
@@ -112,32 +115,17 @@ int
 qmgr_notify_new(const char *queue_dir, const char *queue_id)
 {
 	struct attrs req;
-	struct stream *s;
-	char *path;
-	int fd, r, saved;
+	int r, saved;
 
-	path = qmgr_socket_path(queue_dir);
-	fd = unix_connect(path, QMGR_CONNECT_MS);
-	saved = errno;
-	free(path);
-	if (fd < 0) {
-		errno = saved;
-		return -1;
-	}
 	attrs_init(&req);
 	attrs_add(&req, "request", "new");
 	attrs_add(&req, "queue_id", queue_id);
 	attrs_add(&req, "reply", "no");
-	s = stream_new(fd, QMGR_REPLY_MS);
-	r = attr_send(s, &req);
-	saved = r == STREAM_TIMEOUT ? ETIMEDOUT : s->err;
-	stream_free(s);
+	r = qmgr_request(queue_dir, &req, NULL);
+	saved = errno;
 	attrs_clear(&req);
-	if (r != 0) {
-		errno = saved != 0 ? saved : EPIPE;
-		return -1;
-	}
-	return 0;
+	errno = saved;
+	return r;
 }
 
 int
