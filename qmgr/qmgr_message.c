@@ -648,11 +648,13 @@ qmgr_message_job_done(struct qmgr_message *msg)
 }
 
 /*
- * Races (ternsuper's side is in tools/ternsuper.c): qmgr is one thread,
- * and a file enters active/ and memory in the same turn of the event
+ * Races (ternsuper's side is in tools/ternsuper.c): messages live in
+ * qmgr's one event loop (qmgr_sync.c's thread only fdatasyncs their
+ * files), and a file enters active/ and memory in the same turn of the
  * loop (qmgr_scan.c take()), and leaves both in the same turn
- * (message_finish), so a request sees a message in memory exactly when
- * qmgr will still act on its file. Deliveries in flight hold the file
+ * (message_finish, which a message waiting for its sync has not reached
+ * yet: it is still in memory, "finishing"), so a request sees a message
+ * in memory exactly when qmgr will still act on its file. Deliveries in flight hold the file
  * open and finish; their results go into it, which for a hold is the
  * file in hold/ that a release will pick up.
  */
