@@ -63,7 +63,7 @@ struct sync_job {
 	struct sync_job *next;
 	struct qmgr_message *msg;
 	int	 fd;
-	int	 err;		/* errno of fdatasync, 0 when it worked */
+	int	 err;		/* errno of its sync, 0 when it worked */
 };
 
 static struct {
@@ -96,9 +96,9 @@ sync_batch(struct sync_job *batch)
 			job->err = fdatasync(job->fd) < 0 ? errno : 0;
 		else
 			job->err = -1;	/* durable with the last one */
-	err = fdatasync(job->fd) < 0 ? errno : 0;
+	err = job->err = fdatasync(job->fd) < 0 ? errno : 0;
 	for (job = batch; job != NULL; job = job->next)
-		if (job->err <= 0)
+		if (job->err < 0)
 			job->err = err;
 }
 
