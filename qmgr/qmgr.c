@@ -130,7 +130,7 @@ static int
 client_request(struct client *c)
 {
 	struct attrs req, reply;
-	const char *what, *id, *site;
+	const char *what, *id, *site, *want;
 	char *site_copy = NULL, *id_copy = NULL;
 	enum action act = ACT_NONE;
 	int r, reply_no;
@@ -145,8 +145,8 @@ client_request(struct client *c)
 	what = attrs_get(&req, "request");
 	id = attrs_get(&req, "queue_id");
 	site = attrs_get(&req, "site");
-	reply_no = attrs_get(&req, "reply") != NULL &&
-	    strcmp(attrs_get(&req, "reply"), "no") == 0;
+	want = attrs_get(&req, "reply");
+	reply_no = want != NULL && strcmp(want, "no") == 0;
 	if (what == NULL) {
 		attrs_add(&reply, "status", "1");
 		attrs_add(&reply, "reason", "no request");

@@ -179,7 +179,7 @@ struct qmgr_job {
  * until dead_until, when it gets another chance at the initial window.
  */
 struct qmgr_dest {
-	struct qmgr_dest *next;
+	struct qmgr_dest *next, *prev;	/* the transport's ring, in order */
 	struct qmgr_dest *hnext;	/* the transport's lookup chain */
 	struct qmgr_transport *tp;
 	char	*nexthop;
@@ -227,7 +227,7 @@ struct qmgr_transport {
 	int	 active;
 	int	 nidle;		/* kept agent connections, all destinations */
 	int	 nclosing;	/* let go, not closed by the agent yet */
-	struct qmgr_dest *dests;
+	struct qmgr_dest *dests, *dests_tail;
 	struct qmgr_dest *cursor;	/* last served, for round-robin */
 	struct qmgr_dest **hash;	/* qmgr_dest_for() lookup */
 };

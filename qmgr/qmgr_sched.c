@@ -39,8 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "alloc.h"
 #include "qmgr.h"
@@ -67,8 +65,7 @@ dest_bucket(const char *nexthop, const char *rcpt)
 	uint32_t h;
 
 	if (hash_seed == 0)
-		hash_seed = ((uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16)) |
-		    1u;
+		hash_seed = arc4random() | 1u;
 	h = hash_add(2166136261u ^ hash_seed, nexthop);
 	if (rcpt != NULL)
 		h = hash_add(h, rcpt);
@@ -150,7 +147,7 @@ struct qmgr_dest *
 qmgr_dest_for(struct qmgr_transport *tp, const char *nexthop,
     const char *rcpt)
 {
-	struct qmgr_dest *d, **pp;
+	struct qmgr_dest *d;
 	size_t b = dest_bucket(nexthop, rcpt);
 
 	if (tp->hash == NULL)
@@ -168,9 +165,11 @@ qmgr_dest_for(struct qmgr_transport *tp, const char *nexthop,
 	/* At the end of the ring: a newcomer waits its turn like the
 	 * others instead of jumping ahead of destinations already
 	 * waiting. */
-	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
-		;
-	*pp = d;
+	if ((d->prev = tp->dests_tail) != NULL)
+		tp->dests_tail->next = d;
+	else
+		tp->dests = d;
+	tp->dests_tail = d;
 	return d;
 }
 
@@ -185,19 +184,23 @@ qmgr_dest_release(struct qmgr_dest *d)
 	if (d->head != NULL || d->active > 0 || d->nidle > 0 ||
 	    d->nclosing > 0 || d->dead)
 		return 0;
-	for (pp = &tp->dests; *pp != NULL; pp = &(*pp)->next)
-		if (*pp == d) {
-			*pp = d->next;
-			break;
-		}
+	if (d->prev != NULL)
+		d->prev->next = d->next;
+	else
+		tp->dests = d->next;
+	if (d->next != NULL)
+		d->next->prev = d->prev;
+	else
+		tp->dests_tail = d->prev;
 	for (pp = &tp->hash[dest_bucket(d->nexthop, d->rcpt)]; *pp != NULL;
 	    pp = &(*pp)->hnext)
 		if (*pp == d) {
 			*pp = d->hnext;
 			break;
 		}
+	/* The next turn goes to the one after d, as it would have. */
 	if (tp->cursor == d)
-		tp->cursor = NULL;
+		tp->cursor = d->prev;
 	dest_free(d);
 	return 1;
 }

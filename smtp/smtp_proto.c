@@ -342,8 +342,14 @@ smtp_starttls(struct session *ss)
 		free(err);
 		return SMTP_SESS_DONE;
 	}
-	if (tls == NULL)
-		return SMTP_SESS_DONE;
+	if (tls == NULL) {
+		/* smtp.c makes the context before a level that requires
+		 * TLS gets here; never go on in plain text for one. */
+		if (!required)
+			return SMTP_SESS_DONE;
+		return next_host(ss, "4.7.5", "TLS is required, but the TLS "
+		    "client is not set up");
+	}
 	if ((r = command(ss, ss->conf->helo_ms, "STARTTLS")) != 0 ||
 	    (r = reply(ss, ss->conf->helo_ms)) != 0)
 		return lost(ss, r, "sending STARTTLS");

@@ -383,6 +383,33 @@ def test_new_request_picks_up_incoming_promptly(q):
     assert agent.rcpts() == ["demo@example.test"]
 
 
+def test_a_request_with_reply_no_gets_no_answer(q):
+    """smtpd's "new" carries reply=no and does not wait: qmgr acts on it
+    without answering; a later request on the same connection is
+    answered as usual."""
+    agent = q.start_agent()
+    qm = q.start_qmgr(wakeup=300)
+    assert qm.request(request="flush") == {"status": "0"}
+    qid = write_queue_file(q.queue, "alice@example.test",
+                           ["demo@example.test"], MESSAGE)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(qm.path)
+    s.sendall(f"request=new\nqueue_id={qid}\nreply=no\n\n"
+              "request=flush\n\n".encode())
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data == b"status=0\n\n"          # the flush's answer only
+    wait_log(q.inst, f"{qid}: removed", timeout=5)
+    assert agent.rcpts() == ["demo@example.test"]
+
+
 def test_bad_request_gets_an_error_status(q):
     q.start_agent()
     qm = q.start_qmgr()

@@ -151,6 +151,60 @@ destinations_per_recipient(void **state)
 	qmgr_transport_free(tp);
 }
 
+/* Names of the ring, in order, checking the links both ways. */
+static const char *
+ring(struct qmgr_transport *tp)
+{
+	static char out[256];
+	struct qmgr_dest *d, *prev = NULL;
+
+	out[0] = '\0';
+	for (d = tp->dests; d != NULL; prev = d, d = d->next) {
+		assert_ptr_equal(d->prev, prev);
+		strncat(out, d->nexthop, sizeof(out) - strlen(out) - 1);
+	}
+	assert_ptr_equal(tp->dests_tail, prev);
+	return out;
+}
+
+/* A destination released from the middle or the end leaves the others
+ * in their order, a newcomer goes last, and the turn after a released
+ * one goes to the one after it, not back to the first. */
+static void
+releasing_a_destination_keeps_the_ring_and_the_turn(void **state)
+{
+	struct qmgr_transport *tp = transport(10, 5, 100, 1, 50);
+	struct qmgr_dest *a = qmgr_dest_get(tp, "a");
+	struct qmgr_dest *b = qmgr_dest_get(tp, "b");
+	struct qmgr_message msg = { 0 };
+
+	(void)state;
+	(void)qmgr_dest_get(tp, "c");
+	assert_string_equal(ring(tp), "abc");
+	assert_int_equal(qmgr_dest_release(b), 1);
+	assert_string_equal(ring(tp), "ac");
+	(void)qmgr_dest_get(tp, "d");
+	assert_string_equal(ring(tp), "acd");
+	assert_int_equal(qmgr_dest_release(qmgr_dest_get(tp, "d")), 1);
+	assert_string_equal(ring(tp), "ac");
+	b = qmgr_dest_get(tp, "b");
+	assert_string_equal(ring(tp), "acb");
+
+	/* Ring a, c, b: a has two waiting, c and b one each. */
+	queue_jobs(a, &msg, 2);
+	queue_jobs(qmgr_dest_get(tp, "c"), &msg, 1);
+	queue_jobs(b, &msg, 1);
+	assert_string_equal(run_one(tp), "a");
+	assert_string_equal(run_one(tp), "c");
+	/* c is done and goes; b's turn comes before a's second. */
+	assert_int_equal(qmgr_dest_release(qmgr_dest_get(tp, "c")), 1);
+	assert_string_equal(run_one(tp), "b");
+	assert_string_equal(run_one(tp), "a");
+	assert_null(run_one(tp));
+	assert_string_equal(ring(tp), "ab");
+	qmgr_transport_free(tp);
+}
+
 static void
 slow_start_grows_the_window_by_one_per_success(void **state)
 {
@@ -567,6 +621,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(recipient_limit_splits_a_group_into_requests),
 		cmocka_unit_test(destinations_per_recipient),
+		cmocka_unit_test(
+		    releasing_a_destination_keeps_the_ring_and_the_turn),
 		cmocka_unit_test(
 		    destinations_are_per_nexthop_without_regard_to_case),
 		cmocka_unit_test(
