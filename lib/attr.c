@@ -392,3 +392,32 @@ unix_peer_uid(int fd, uid_t *uid)
 	*uid = cred.uid;
 	return 0;
 }
+
+int
+attr_ready(struct stream *s, size_t max)
+{
+	char chunk[8192];
+	ssize_t n;
+
+	for (;;) {
+		if (s->in.len > 0 && (s->in.data[0] == '\n' ||
+		    memmem(s->in.data, s->in.len, "\n\n", 2) != NULL))
+			return 1;
+		if (s->in.len > max)
+			return STREAM_TOOLONG;
+		n = s->read_fn(s, chunk, sizeof(chunk));
+		if (n > 0) {
+			if (buf_append(&s->in, chunk, (size_t)n) < 0)
+				return STREAM_TOOLONG;
+			continue;
+		}
+		if (n == 0)
+			return STREAM_EOF;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		s->err = errno;
+		return STREAM_ERROR;
+	}
+}

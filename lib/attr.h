@@ -48,6 +48,14 @@ int	attr_send(struct stream *, const struct attrs *);
  * STREAM_ERROR with errno EPROTO for a malformed line. */
 int	attr_recv(struct stream *, struct attrs *, size_t max_line,
 	    size_t max_count);
+/*
+ * Read what the peer has sent on s into its input buffer without ever
+ * waiting. 1 when a whole attribute list is buffered (attr_recv() then
+ * returns at once), 0 when more is needed, or a STREAM_* error (EOF,
+ * or STREAM_TOOLONG past max bytes). For event loops, and for a reader
+ * that wants to know whether another request is already there.
+ */
+int	attr_ready(struct stream *, size_t max);
 
 /* Connect to a Unix socket (queue_dir/private/name etc.) within
  * timeout_ms (<= 0: no limit); a blocking fd, or -1 with errno

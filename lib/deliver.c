@@ -42,6 +42,8 @@
 
 #define DELIVER_MAX_LINE	65536	/* a reason text, an address */
 #define DELIVER_MAX_RCPTS	10000	/* recipients in one request */
+/* Most bytes read ahead looking for the next request of a batch. */
+#define DELIVER_READAHEAD_MAX	(1024 * 1024)
 #define DELIVER_EXTRA_ATTRS	32	/* room for the other attributes */
 
 static const char *const status_names[] = {
@@ -530,10 +532,53 @@ void
 deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
     void (*deliver)(struct deliver_request *))
 {
-	struct stream *in, *out;
-	struct deliver_request req;
-	int fd, r;
+	deliver_agent_serve_batch(in_fd, out_fd, timeout_ms, deliver, NULL,
+	    1);
+}
 
+/*
+ * Read the requests of one batch: the first waits (with the stream's
+ * timeout), the rest only as far as they are already there. Returns how
+ * many were read; *err is the error that ended the session (0: none,
+ * STREAM_EOF: the peer closed), left for after the batch's replies.
+ */
+static size_t
+batch_recv(struct stream *in, struct deliver_request *reqs, size_t max,
+    int *err)
+{
+	size_t n = 0;
+	int r;
+
+	*err = 0;
+	while (n < max) {
+		if (n > 0 && (r = attr_ready(in, DELIVER_READAHEAD_MAX)) != 1) {
+			/* Nothing more yet, or the end: that shows again at
+			 * the next blocking read. */
+			break;
+		}
+		memset(&reqs[n], 0, sizeof(reqs[n]));
+		if ((r = deliver_request_recv(in, &reqs[n])) != 0) {
+			deliver_request_free(&reqs[n]);
+			*err = r;
+			break;
+		}
+		n++;
+	}
+	return n;
+}
+
+void
+deliver_agent_serve_batch(int in_fd, int out_fd, int timeout_ms,
+    void (*deliver)(struct deliver_request *),
+    void (*commit)(struct deliver_request *, size_t), size_t max)
+{
+	struct stream *in, *out;
+	struct deliver_request *reqs;
+	size_t n, i;
+	int fd, r, err;
+
+	if (max < 1 || commit == NULL)
+		max = 1;
 	/* The server skeleton owns the descriptors; the streams get copies. */
 	if ((fd = dup(in_fd)) < 0) {
 		msg_warn("dup: %s", strerror(errno));
@@ -549,25 +594,26 @@ deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
 		}
 		out = stream_new(fd, timeout_ms);
 	}
-	for (;;) {
-		memset(&req, 0, sizeof(req));
-		if ((r = deliver_request_recv(in, &req)) != 0) {
-			if (r != STREAM_EOF)
-				msg_warn("reading delivery request: %s",
+	reqs = xcalloc(max, sizeof(*reqs));
+	for (err = 0, r = 0; err == 0 && r == 0;) {
+		n = batch_recv(in, reqs, max, &err);
+		for (i = 0; i < n; i++)
+			deliver(&reqs[i]);
+		if (n > 0 && commit != NULL)
+			commit(reqs, n);
+		for (i = 0; i < n; i++) {
+			log_results(&reqs[i]);
+			if (r == 0 && (r = deliver_reply_send(out,
+			    &reqs[i])) != 0)
+				msg_warn("sending delivery results: %s",
 				    stream_strerror(r));
-			deliver_request_free(&req);
-			break;
+			deliver_request_free(&reqs[i]);
 		}
-		deliver(&req);
-		log_results(&req);
-		r = deliver_reply_send(out, &req);
-		deliver_request_free(&req);
-		if (r != 0) {
-			msg_warn("sending delivery results: %s",
-			    stream_strerror(r));
-			break;
-		}
+		if (err != 0 && err != STREAM_EOF)
+			msg_warn("reading delivery request: %s",
+			    stream_strerror(err));
 	}
+	free(reqs);
 	if (out != in)
 		stream_free(out);
 	stream_free(in);

@@ -134,5 +134,20 @@ int	deliver_reply_send(struct stream *, const struct deliver_request *);
  */
 void	deliver_agent_serve(int in_fd, int out_fd, int timeout_ms,
 	    void (*deliver)(struct deliver_request *));
+/*
+ * The same for an agent that finishes work of several requests at once
+ * (local syncs a Maildir's new/ once for every message linked there).
+ * qmgr may send a connection's next requests before the first reply
+ * (qmgr_deliver.c, <transport>_delivery_batch_limit); each turn takes
+ * the first request, waiting for it, and then those already received,
+ * up to max, without waiting for more. deliver() runs for each in order,
+ * then commit(reqs, n) once: it may change results (a sync that failed
+ * defers what it should have made durable). Then the results are logged
+ * and the replies sent, in the order of the requests. commit NULL or
+ * max 1 is deliver_agent_serve().
+ */
+void	deliver_agent_serve_batch(int in_fd, int out_fd, int timeout_ms,
+	    void (*deliver)(struct deliver_request *),
+	    void (*commit)(struct deliver_request *, size_t), size_t max);
 
 #endif

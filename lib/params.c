@@ -76,6 +76,10 @@ const struct param_def param_table[] = {
 	    "where writable caches (TLS sessions, address verification) live"),
 	LIST("debug_peer_list", "",
 	    "clients and servers whose sessions are logged in detail"),
+	INT("default_delivery_batch_limit", "1", 1, 1000,
+	    "most deliveries for one destination that qmgr sends on one "
+	    "agent connection before the first reply, while the "
+	    "destination's concurrency is full (Tern)"),
 	INT("default_destination_concurrency_failed_cohort_limit", "1", 1, 0,
 	    "connection failures, in units of the concurrency, after which a "
 	    "destination is dead until minimal_backoff_time has passed"),
@@ -131,6 +135,10 @@ const struct param_def param_table[] = {
 	    "as showq writing the queue listing to mailq"),
 	INT("line_length_limit", "2048", 80, 0,
 	    "longest line read from SMTP or a queue file before it is split"),
+	INT("local_delivery_batch_limit", "5", 1, 1000,
+	    "most deliveries to one local recipient sent on one local "
+	    "connection at once; local syncs the Maildir once for all "
+	    "(Tern)"),
 	INT("local_destination_concurrency_limit", "2", 1, 0,
 	    "most parallel deliveries to one local recipient"),
 	INT("local_destination_recipient_limit", "1", 1, 0,

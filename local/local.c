@@ -2,11 +2,14 @@
  * local - the local delivery agent (DESIGN.md §2, man/local.8).
  *
  * master runs it on the "local" service's Unix socket; qmgr connects and
- * sends a delivery request (deliver.h): a queue ID and the recipients to
+ * sends delivery requests (deliver.h): a queue ID and the recipients to
  * deliver. local opens the queue file read-only, delivers each recipient
  * (local_recipient.c: aliases, .forward, mailboxes, commands, files,
  * virtual mailboxes), and replies with one result per recipient. It
  * never changes the queue file: recording results is qmgr's job.
+ * Requests qmgr sent together are served as a batch: all delivered,
+ * then the Maildir folders they reached fsynced once each (maildir.c),
+ * then the replies sent in order.
  *
  * It starts as root so that each delivery can run as its user (see
  * local_privs.c); in a test instance it runs as the invoking user and
@@ -34,6 +37,9 @@
 
 /* How long qmgr may take to send a request on an open connection. */
 #define LOCAL_REQUEST_TIMEOUT_MS	(300 * 1000)
+/* Most requests served as one batch (qmgr bounds how many it sends
+ * ahead; this bounds what one turn holds). */
+#define LOCAL_BATCH_MAX			64
 
 static void
 defer_all(struct deliver_request *req, const char *dsn, const char *reason)
@@ -111,14 +117,32 @@ local_deliver_and_name(struct deliver_request *req)
 {
 	free(req->relay);
 	req->relay = xstrdup("local");
+	/*
+	 * Maildir deliveries leave the fsync of new/ to local_commit,
+	 * which deliver_agent_serve_batch calls after the deliver() calls
+	 * of every batch and before any of its replies: nothing waits
+	 * past its batch. The commit turns deferral off, so each request
+	 * turns it on (again), rather than only a batch's first, which
+	 * this function cannot tell.
+	 */
+	maildir_defer_sync();
 	local_deliver_request(req);
+}
+
+/* The batch is delivered: make it durable before the replies go. */
+static void
+local_commit(struct deliver_request *reqs, size_t n)
+{
+	(void)reqs;
+	(void)n;
+	maildir_sync_pending();
 }
 
 static void
 local_serve(int in_fd, int out_fd)
 {
-	deliver_agent_serve(in_fd, out_fd, LOCAL_REQUEST_TIMEOUT_MS,
-	    local_deliver_and_name);
+	deliver_agent_serve_batch(in_fd, out_fd, LOCAL_REQUEST_TIMEOUT_MS,
+	    local_deliver_and_name, local_commit, LOCAL_BATCH_MAX);
 }
 
 int

@@ -161,6 +161,21 @@ char	*maildir_unique_name(long sec, long usec, long pid,
 void	maildir_deliver(const struct local_msg *, const char *dir,
 	    int create_parents, const char *delivered_to, size_t limit,
 	    struct local_result *);
+/*
+ * Deferred sync, for the requests of one batch: until
+ * maildir_sync_pending(), a delivery made for a request (m->req set)
+ * leaves the fsync of new/ to it, keeping the folder open, and says
+ * sent. maildir_sync_pending() fsyncs each such folder once, closes it,
+ * and for a folder whose fsync failed sets each waiting recipient's
+ * result in its request deferred and logs the branch again; then
+ * deferred sync is off. The requests must outlive the call.
+ */
+void	maildir_defer_sync(void);
+void	maildir_sync_pending(void);
+/* For tests: how many folders wait, and folder i's descriptor (-1: no
+ * such folder) and how many deliveries wait on it. */
+size_t	maildir_pending_dirs(void);
+int	maildir_pending_dir(size_t i, size_t *nwaiters);
 
 /* The "From " line that starts an mbox message (mbox.c). */
 char	*mbox_from_line(const char *sender, long when);

@@ -6,15 +6,26 @@
  * The message is written under tmp/ with a name no other delivery can
  * use, fsynced, linked into new/ (link(2) fails rather than replace an
  * existing file; a file system without hard links gets rename(2)), and
- * new/ is fsynced before success is reported: a crash before that leaves
- * at most a stray file in tmp/, never a half message in new/. The name
- * is Maildir++'s, with the size in it so that POP3 and IMAP servers
+ * new/ is fsynced before qmgr hears of the success: a crash before that
+ * leaves at most a stray file in tmp/, never a half message in new/. The
+ * name is Maildir++'s, with the size in it so that POP3 and IMAP servers
  * need not stat each file:
  *	SECONDS.M<usec>P<pid>Q<counter>.<host>,S=<size>
  * The folders are made (tmp/, new/, cur/, and missing parents) only
  * when creating the file or linking it shows they are missing: most
  * deliveries go to a Maildir that is there, and checking it each time
  * cost a dozen system calls.
+ *
+ * The fsync of new/ is a disk-cache flush, and qmgr sends a mailbox's
+ * messages together (a batch of requests on one connection), so local
+ * turns on deferred sync for a batch (local.c): each delivery keeps its
+ * new/ open instead (opened with the recipient's privileges; one
+ * descriptor per folder, shared by every message linked there) and says
+ * sent, and maildir_sync_pending() fsyncs each folder once before any
+ * reply of the batch is sent. A folder whose fsync fails turns every
+ * recipient that waited on it deferred, with a log line, as the fsync
+ * done at once would have. A delivery outside a request (m->req NULL),
+ * and the folders past MAILDIR_PENDING_MAX in one batch, sync at once.
  *
  * Runs with the recipient's privileges (local_run_as). A folder that
  * cannot be created or written defers the delivery with the system's
@@ -35,12 +46,36 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "config.h"
 #include "file.h"
 #include "local.h"
 #include "queue.h"
 
 /* Names tried when one is taken (a clock that went back, a reused pid). */
 #define MAILDIR_TRIES	10
+/* Most new/ folders kept open for one batch; more are synced at once. */
+#define MAILDIR_PENDING_MAX	64
+
+/* A recipient whose copy in a new/ folder waits for its fsync. */
+struct maildir_waiter {
+	struct deliver_request *req;
+	size_t	 rcpt;
+	char	*to;		/* the address delivered to, for the log */
+};
+
+/* A new/ folder linked into during the batch and not fsynced yet. */
+struct maildir_pending {
+	dev_t	 dev;
+	ino_t	 ino;
+	int	 fd;
+	char	*path;		/* for the reason, as first reached */
+	struct maildir_waiter *waiters;
+	size_t	 nwaiters;
+};
+
+static int deferring;		/* maildir_defer_sync() was called */
+static struct maildir_pending pending[MAILDIR_PENDING_MAX];
+static size_t npending;
 
 char *
 maildir_unique_name(long sec, long usec, long pid, unsigned long counter,
@@ -129,6 +164,134 @@ maildir_make(const char *dir, int create_parents, struct local_result *res)
 	}
 	free(path);
 	return 0;
+}
+
+void
+maildir_defer_sync(void)
+{
+	deferring = 1;
+}
+
+/*
+ * Make the new link in newdir durable: at once, or, in deferred mode,
+ * by keeping newdir open until maildir_sync_pending() and recording the
+ * recipient as waiting on it. 0, or -1 with errno when a sync done at
+ * once failed.
+ */
+static int
+maildir_sync_new(const struct local_msg *m, const char *newdir,
+    const char *delivered_to)
+{
+	struct maildir_pending *p = NULL;
+	struct maildir_waiter *w;
+	struct stat st;
+	int fd;
+
+	if (!deferring || m->req == NULL)
+		return file_fsync_dir(newdir);
+	if ((fd = open(newdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return file_fsync_dir(newdir);
+	if (fstat(fd, &st) == 0) {
+		for (size_t i = 0; i < npending && p == NULL; i++)
+			if (pending[i].dev == st.st_dev &&
+			    pending[i].ino == st.st_ino)
+				p = &pending[i];
+		if (p != NULL) {
+			close(fd);	/* the folder's first one will do */
+		} else if (npending < MAILDIR_PENDING_MAX) {
+			p = &pending[npending++];
+			memset(p, 0, sizeof(*p));
+			p->dev = st.st_dev;
+			p->ino = st.st_ino;
+			p->fd = fd;
+			p->path = xstrdup(newdir);
+		}
+	}
+	if (p == NULL) {
+		/* Cannot tell the folder, or too many: sync it now. */
+		int r = fsync(fd), saved = errno;
+
+		close(fd);
+		errno = saved;
+		return r;
+	}
+	p->waiters = xreallocarray(p->waiters, p->nwaiters + 1,
+	    sizeof(*p->waiters));
+	w = &p->waiters[p->nwaiters++];
+	w->req = m->req;
+	w->rcpt = m->rcpt;
+	w->to = xstrdup(delivered_to);
+	return 0;
+}
+
+/* The fsync of p failed with err: whoever waited on it was not
+ * delivered after all. */
+static void
+maildir_sync_failed(const struct maildir_pending *p, int err)
+{
+	struct local_result res;
+	char *to;
+
+	local_result_init(&res);
+	local_result_errno(&res, err, "maildir delivery failed: sync %s",
+	    p->path);
+	for (size_t i = 0; i < p->nwaiters; i++) {
+		const struct maildir_waiter *w = &p->waiters[i];
+		const struct deliver_rcpt *rc = &w->req->rcpts[w->rcpt];
+
+		/* An earlier deferral of the recipient stays what is
+		 * reported, as the first one does in local_recipient.c. */
+		if (rc->status != DELIVER_DEFERRED || rc->dsn == NULL)
+			deliver_set_result(w->req, w->rcpt, res.status,
+			    res.dsn, res.reason);
+		/*
+		 * The branch may have been logged as sent already: say
+		 * what became of it. A recipient not logged yet gets its
+		 * line, with the result above, from deliver_agent_serve.
+		 */
+		if (!rc->logged)
+			continue;
+		to = strchr(w->to, '@') != NULL ? xstrdup(w->to) :
+		    xasprintf("%s@%s", w->to, config_str("myorigin"));
+		deliver_log(w->req, w->rcpt, to, res.status, res.dsn,
+		    res.reason);
+		free(to);
+	}
+	local_result_free(&res);
+}
+
+void
+maildir_sync_pending(void)
+{
+	for (size_t i = 0; i < npending; i++) {
+		struct maildir_pending *p = &pending[i];
+
+		if (fsync(p->fd) < 0)
+			maildir_sync_failed(p, errno);
+		close(p->fd);
+		for (size_t k = 0; k < p->nwaiters; k++)
+			free(p->waiters[k].to);
+		free(p->waiters);
+		free(p->path);
+		memset(p, 0, sizeof(*p));
+	}
+	npending = 0;
+	deferring = 0;
+}
+
+size_t
+maildir_pending_dirs(void)
+{
+	return npending;
+}
+
+int
+maildir_pending_dir(size_t i, size_t *nwaiters)
+{
+	if (i >= npending)
+		return -1;
+	*nwaiters = pending[i].nwaiters;
+	return pending[i].fd;
 }
 
 void
@@ -225,7 +388,7 @@ maildir_deliver(const struct local_msg *m, const char *dir_in,
 	free(tmp);
 	tmp = NULL;
 	newdir = xasprintf("%s/new", dir);
-	if (file_fsync_dir(newdir) < 0) {
+	if (maildir_sync_new(m, newdir, delivered_to) < 0) {
 		/* It is in new/, but may not survive a crash: try again
 		 * later rather than promise what we cannot keep. */
 		local_result_errno(res, errno,

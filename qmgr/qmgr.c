@@ -208,7 +208,7 @@ client_readable(int fd, int events, void *ctx)
 
 	/* Several requests may arrive in one read: answer them all, since
 	 * no new event comes for what is already buffered. */
-	while ((r = qmgr_attr_ready(c->s,
+	while ((r = attr_ready(c->s,
 	    CLIENT_LINE_MAX * CLIENT_ATTR_MAX)) == 1)
 		if (client_request(c) < 0)
 			return;

@@ -154,6 +154,7 @@ struct qmgr_dest;
 /* One delivery request: recipients of one message for one destination. */
 struct qmgr_job {
 	struct qmgr_job *next;		/* in its destination's queue */
+	struct qmgr_job *batch;		/* sent after it on its connection */
 	struct qmgr_job *rprev, *rnext;	/* among running jobs */
 	struct qmgr_message *msg;
 	struct qmgr_dest *dest;
@@ -162,7 +163,8 @@ struct qmgr_job {
 	int	 fallback;	/* fallback_relay entries tried so far, or
 				 * -1: this mail may not use them */
 	struct stream *s;	/* the agent connection while running */
-	int	 reused;	/* s was kept from an earlier request */
+	int	 reused;	/* s served an earlier request: kept, or
+				 * carrying the one ahead in a batch */
 	unsigned long timer;
 	double	 t_start;	/* taken from the queue */
 	double	 t_conn;	/* connected and request sent */
@@ -224,6 +226,7 @@ struct qmgr_transport {
 	int	 total_limit;	/* the service's process limit */
 	double	 cohort_limit;	/* ..._concurrency_failed_cohort_limit */
 	size_t	 rcpt_limit;	/* <name>_destination_recipient_limit */
+	size_t	 batch_limit;	/* <name>_delivery_batch_limit; 1 */
 	int	 active;
 	int	 nidle;		/* kept agent connections, all destinations */
 	int	 nclosing;	/* let go, not closed by the agent yet */
@@ -268,6 +271,17 @@ struct qmgr_job *qmgr_dest_pop(struct qmgr_dest *);
  * running (qmgr_sched_done ends that). NULL when nothing may start now.
  */
 struct qmgr_job *qmgr_sched_next(struct qmgr_transport *);
+/*
+ * A job to send to the agent behind the one just started at d (taken:
+ * how many the connection carries so far), on the same connection
+ * before its reply: only while d may not start another delivery now
+ * (its window, or the transport's processes, are full: the job would
+ * wait anyway) and the batch is under the transport's batch limit. The
+ * agent does them one after the other and may finish them together
+ * (local syncs a Maildir once for all). Such a job takes no slot of its
+ * own: it runs in the slot of the one ahead of it. NULL when none.
+ */
+struct qmgr_job *qmgr_sched_rider(struct qmgr_dest *, size_t taken);
 /*
  * 1 when a job waits that only the transport's process limit holds
  * back, and kept connections of other destinations take part of it:
@@ -326,13 +340,6 @@ void	qmgr_deliver_shutdown(void);
 /* Take msg's waiting deliveries off every destination queue (see
  * qmgr_dest_cancel); its running ones go on. Returns how many. */
 size_t	qmgr_deliver_cancel(struct qmgr_message *);
-/*
- * Read what the peer has sent on s into its input buffer without ever
- * waiting. 1 when a whole attribute list is buffered (attr_recv() then
- * returns at once), 0 when more is needed, or a STREAM_* error (EOF,
- * or STREAM_TOOLONG past max bytes).
- */
-int	qmgr_attr_ready(struct stream *, size_t max);
 
 /* ---- qmgr_message.c ---- */
 

@@ -82,6 +82,9 @@
 
 static struct qmgr_transport *transports;
 static void job_connect(struct qmgr_job *);
+static void job_readable(int, int, void *);
+static void job_timeout(void *);
+static void job_agent_failed(struct qmgr_job *, const char *);
 static struct qmgr_job *running;
 static size_t npending;
 static char **fallback_relays;
@@ -183,6 +186,7 @@ transport_get(const char *name)
 	    (int)transport_param(name,
 	    "destination_concurrency_failed_cohort_limit"),
 	    (size_t)transport_param(name, "destination_recipient_limit"));
+	tp->batch_limit = (size_t)transport_param(name, "delivery_batch_limit");
 	free(service);
 	*pp = tp;
 	return tp;
@@ -219,35 +223,6 @@ size_t
 qmgr_deliver_pending(void)
 {
 	return npending;
-}
-
-int
-qmgr_attr_ready(struct stream *s, size_t max)
-{
-	char chunk[8192];
-	ssize_t n;
-
-	for (;;) {
-		if (s->in.len > 0 && (s->in.data[0] == '\n' ||
-		    memmem(s->in.data, s->in.len, "\n\n", 2) != NULL))
-			return 1;
-		if (s->in.len > max)
-			return STREAM_TOOLONG;
-		n = s->read_fn(s, chunk, sizeof(chunk));
-		if (n > 0) {
-			if (buf_append(&s->in, chunk, (size_t)n) < 0)
-				return STREAM_TOOLONG;
-			continue;
-		}
-		if (n == 0)
-			return STREAM_EOF;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return 0;
-		s->err = errno;
-		return STREAM_ERROR;
-	}
 }
 
 /* delays=a/b/c/d of a job: before active/, waiting there, reaching the
@@ -513,18 +488,51 @@ job_defer(struct qmgr_job *job, const char *dsn, const char *why,
 /*
  * The job is over (its results recorded): forget it, keep its agent
  * connection when asked and allowed, tell its message (which may finish
- * and go away), start more work.
+ * and go away), start more work. When a job was sent behind it on the
+ * same connection (keep: the reply came cleanly), that job takes over
+ * the connection, the slot and the place among running jobs, and is
+ * returned: its reply may already be buffered. Otherwise NULL.
  */
-static void
+static struct qmgr_job *
 job_free(struct qmgr_job *job, int was_running, int keep)
 {
 	struct qmgr_dest *d = job->dest;
 	struct qmgr_message *msg = job->msg;
+	struct qmgr_job *next = NULL;
+	char *why = NULL;
 
-	if (job->s != NULL)
-		event_fd_del(qmgr.loop, job->s->fd);
 	if (job->timer != 0)
 		event_timer_cancel(qmgr.loop, job->timer);
+	if (was_running && keep && job->batch != NULL) {
+		/* The next request on the connection is answered next: it
+		 * takes over the connection and the slot. */
+		next = job->batch;
+		job->batch = NULL;
+		next->rprev = job->rprev;
+		next->rnext = job->rnext;
+		if (next->rprev != NULL)
+			next->rprev->rnext = next;
+		else
+			running = next;
+		if (next->rnext != NULL)
+			next->rnext->rprev = next;
+		next->s = job->s;
+		job->s = NULL;
+		/* An agent may end a connection after any reply, as on a
+		 * kept one: then next goes again on a new connection. */
+		next->reused = 1;
+		if (event_fd_add(qmgr.loop, next->s->fd, EVENT_READ,
+		    job_readable, next) < 0)
+			why = xasprintf("delivery agent %s failed: event "
+			    "loop: %m", d->tp->name);
+		else
+			next->timer = event_timer_add(qmgr.loop,
+			    (long)qmgr.delivery_timeout * 1000, job_timeout,
+			    next);
+		was_running = 0;
+	}
+	if (job->s != NULL)
+		event_fd_del(qmgr.loop, job->s->fd);
 	if (was_running) {
 		if (job->rprev != NULL)
 			job->rprev->rnext = job->rnext;
@@ -541,16 +549,34 @@ job_free(struct qmgr_job *job, int was_running, int keep)
 	qmgr_job_free(job);
 	(void)qmgr_dest_release(d);
 	qmgr_message_job_done(msg);
+	if (why != NULL) {
+		job_agent_failed(next, why);
+		free(why);
+		return NULL;
+	}
 	/* Stopping: the last delivery in progress has its results. */
 	if (qmgr.stopping && !qmgr_busy() && qmgr.loop != NULL)
 		event_loop_stop(qmgr.loop);
 	qmgr_deliver_schedule();
+	return next;
 }
 
-/* The agent failed us: defer what it did not answer (4.3.0). */
+/*
+ * The agent failed us: defer what it did not answer (4.3.0), for the
+ * job and for those sent behind it on the same connection. Those go
+ * first: the job's slot keeps the destination alive until then.
+ */
 static void
 job_agent_failed(struct qmgr_job *job, const char *why)
 {
+	struct qmgr_job *r;
+
+	while ((r = job->batch) != NULL) {
+		job->batch = r->batch;
+		r->batch = NULL;
+		job_defer(r, "4.3.0", why, r->dest->tp->name);
+		job_free(r, 0, 0);
+	}
 	job_defer(job, "4.3.0", why, job->dest->tp->name);
 	job_free(job, 1, 0);
 }
@@ -656,9 +682,10 @@ results_parse(const struct qmgr_job *job, const struct attrs *a,
 /*
  * The agent's reply: did the request reach the destination? Tell the
  * scheduler; then record the results, or hand the whole request to a
- * fallback relay when it could not get through.
+ * fallback relay when it could not get through. Returns the job whose
+ * reply comes next on the connection (job_free), or NULL.
  */
-static void
+static struct qmgr_job *
 job_replied(struct qmgr_job *job, const struct attrs *a)
 {
 	struct qmgr_dest *d = job->dest;
@@ -718,55 +745,65 @@ job_replied(struct qmgr_job *job, const struct attrs *a)
 	free(res);
 	free(dsn);
 	free(deferred);
-	job_free(job, 1, 1);
+	return job_free(job, 1, 1);
 }
 
+/* Replies on a job's connection: its own, and then those of the jobs
+ * sent behind it, as far as they have come. */
 static void
 job_readable(int fd, int events, void *ctx)
 {
 	struct qmgr_job *job = ctx;
-	const char *tp = job->dest->tp->name;
 	struct attrs a;
 	char *why;
 	int r;
 
-	r = qmgr_attr_ready(job->s, REPLY_LINE_MAX * (job->n + REPLY_EXTRA));
-	if (r == 0)
-		return;
-	if (job->reused && job->s->in.len == 0 && (r == STREAM_EOF ||
-	    (r == STREAM_ERROR && (job->s->err == ECONNRESET ||
-	    job->s->err == EPIPE)))) {
-		/* A kept connection the agent closed as we used it (EOF, or
-		 * a reset when our request reached it unread): the request
-		 * never started; again on a new connection. */
-		event_fd_del(qmgr.loop, job->s->fd);
-		stream_free(job->s);
-		job->s = NULL;
-		event_timer_cancel(qmgr.loop, job->timer);
-		job->timer = 0;
-		job->reused = 0;
-		job_connect(job);
-		return;
+	(void)fd;
+	(void)events;
+	while (job != NULL) {
+		r = attr_ready(job->s, REPLY_LINE_MAX * (job->n +
+		    REPLY_EXTRA));
+		if (r == 0)
+			return;
+		if (job->reused && job->s->in.len == 0 && (r == STREAM_EOF ||
+		    (r == STREAM_ERROR && (job->s->err == ECONNRESET ||
+		    job->s->err == EPIPE)))) {
+			/* A kept connection the agent closed as we used it
+			 * (EOF, or a reset when our request reached it
+			 * unread): the request never started; again on a new
+			 * connection, with those sent behind it. */
+			event_fd_del(qmgr.loop, job->s->fd);
+			stream_free(job->s);
+			job->s = NULL;
+			event_timer_cancel(qmgr.loop, job->timer);
+			job->timer = 0;
+			job->reused = 0;
+			job_connect(job);
+			return;
+		}
+		if (r < 0) {
+			why = xasprintf("delivery agent %s failed: %s",
+			    job->dest->tp->name, r == STREAM_EOF ?
+			    "lost connection" : r == STREAM_TOOLONG ?
+			    "reply too long" : stream_strerror(r));
+			job_agent_failed(job, why);
+			free(why);
+			return;
+		}
+		attrs_init(&a);
+		r = attr_recv(job->s, &a, REPLY_LINE_MAX, job->n +
+		    REPLY_EXTRA);
+		if (r != 0) {
+			why = xasprintf("delivery agent %s failed: malformed "
+			    "reply (%s)", job->dest->tp->name,
+			    stream_strerror(r));
+			job_agent_failed(job, why);
+			free(why);
+			job = NULL;
+		} else
+			job = job_replied(job, &a);
+		attrs_clear(&a);
 	}
-	if (r < 0) {
-		why = xasprintf("delivery agent %s failed: %s", tp,
-		    r == STREAM_EOF ? "lost connection" :
-		    r == STREAM_TOOLONG ? "reply too long" :
-		    stream_strerror(r));
-		job_agent_failed(job, why);
-		free(why);
-		return;
-	}
-	attrs_init(&a);
-	r = attr_recv(job->s, &a, REPLY_LINE_MAX, job->n + REPLY_EXTRA);
-	if (r != 0) {
-		why = xasprintf("delivery agent %s failed: malformed reply "
-		    "(%s)", tp, stream_strerror(r));
-		job_agent_failed(job, why);
-		free(why);
-	} else
-		job_replied(job, &a);
-	attrs_clear(&a);
 }
 
 static void
@@ -782,9 +819,9 @@ job_timeout(void *ctx)
 	free(why);
 }
 
-/* Send the job's request on job->s: 0 or a stream error. */
+/* Send the job's request on s: 0 or a stream error. */
 static int
-job_send(struct qmgr_job *job)
+job_send(struct qmgr_job *job, struct stream *s)
 {
 	struct qmgr_message *msg = job->msg;
 	struct qmgr_rcpt_state *rs;
@@ -809,19 +846,33 @@ job_send(struct qmgr_job *job)
 	req.fallback = job_may_fall_back(job);
 	attrs_init(&a);
 	deliver_request_attrs(&req, &a);
-	r = attr_send(job->s, &a);
+	r = attr_send(s, &a);
 	attrs_clear(&a);
 	deliver_request_free(&req);
 	return r;
 }
 
-/* The request is out: watch for the reply, within daemon_timeout. */
+/* Send the requests of the job and of those behind it on job->s. */
+static int
+job_send_batch(struct qmgr_job *job)
+{
+	int r = 0;
+
+	for (struct qmgr_job *j = job; j != NULL && r == 0; j = j->batch)
+		r = job_send(j, job->s);
+	return r;
+}
+
+/* The requests are out: watch for the first reply, within
+ * daemon_timeout (each later one gets its own when its turn comes). */
 static void
 job_wait(struct qmgr_job *job)
 {
+	double now = deliver_now();
 	char *why;
 
-	job->t_conn = deliver_now();
+	for (struct qmgr_job *r = job; r != NULL; r = r->batch)
+		r->t_conn = now;
 	if (event_fd_add(qmgr.loop, job->s->fd, EVENT_READ, job_readable,
 	    job) < 0) {
 		why = xasprintf("delivery agent %s failed: event loop: %m",
@@ -853,7 +904,7 @@ job_connect(struct qmgr_job *job)
 	}
 	free(path);
 	job->s = stream_new(fd, AGENT_WRITE_MS);
-	if ((r = job_send(job)) != 0) {
+	if ((r = job_send_batch(job)) != 0) {
 		why = xasprintf("delivery agent %s failed: sending the "
 		    "request: %s", tp->name, stream_strerror(r));
 		job_agent_failed(job, why);
@@ -864,11 +915,14 @@ job_connect(struct qmgr_job *job)
 }
 
 /* Start a job the scheduler picked: on a kept connection to its
- * destination's agent when there is one, else on a new one. */
+ * destination's agent when there is one, else on a new one; with it go
+ * the jobs qmgr_sched_rider() lets ride behind it. */
 static void
 job_start(struct qmgr_job *job)
 {
 	struct qmgr_dest *d = job->dest;
+	struct qmgr_job *tail, *r;
+	size_t n;
 
 	job->t_start = deliver_now();
 	job->rnext = running;
@@ -878,7 +932,16 @@ job_start(struct qmgr_job *job)
 	if (d->idle != NULL) {
 		job->s = agent_unlink(d->idle);
 		job->reused = 1;
-		if (job_send(job) == 0) {
+	}
+	/* Mail that would wait for this destination's next free slot goes
+	 * on this connection now, behind the job. */
+	for (tail = job, n = 1; (r = qmgr_sched_rider(d, n)) != NULL; n++) {
+		r->t_start = job->t_start;
+		tail->batch = r;
+		tail = r;
+	}
+	if (job->s != NULL) {
+		if (job_send_batch(job) == 0) {
 			job_wait(job);
 			return;
 		}
@@ -976,6 +1039,10 @@ qmgr_deliver_shutdown(void)
 		running = job->rnext;
 		if (job->s != NULL)
 			stream_free(job->s);
+		for (struct qmgr_job *r = job->batch, *rn; r != NULL; r = rn) {
+			rn = r->batch;
+			qmgr_job_free(r);
+		}
 		qmgr_job_free(job);
 	}
 	for (tp = transports; tp != NULL; tp = tp->next)

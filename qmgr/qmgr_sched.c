@@ -96,6 +96,7 @@ qmgr_transport_new(const char *name, const char *service, int dest_limit,
 	tp->total_limit = total_limit > 0 ? total_limit : 1;
 	tp->cohort_limit = cohort_limit > 0 ? cohort_limit : 1;
 	tp->rcpt_limit = rcpt_limit > 0 ? rcpt_limit : 1;
+	tp->batch_limit = 1;
 	return tp;
 }
 
@@ -261,6 +262,15 @@ tp_room(const struct qmgr_transport *tp)
 	return tp->active + tp->nidle + tp->nclosing < tp->total_limit;
 }
 
+/* Another delivery may start at d now: on a kept connection within its
+ * window, or on a new one within its window and the process limit. */
+static int
+may_start(const struct qmgr_dest *d)
+{
+	return d->nidle > 0 ? d->active < d->window :
+	    room(d) && tp_room(d->tp);
+}
+
 struct qmgr_job *
 qmgr_sched_next(struct qmgr_transport *tp)
 {
@@ -273,9 +283,7 @@ qmgr_sched_next(struct qmgr_transport *tp)
 	    tp->cursor->next : tp->dests;
 	d = start;
 	do {
-		if (d->head != NULL && !d->dead && (d->nidle > 0 ?
-		    d->active < d->window : room(d) &&
-		    tp_room(tp))) {
+		if (d->head != NULL && !d->dead && may_start(d)) {
 			job = qmgr_dest_pop(d);
 			tp->cursor = d;
 			tp->active++;
@@ -285,6 +293,14 @@ qmgr_sched_next(struct qmgr_transport *tp)
 		d = d->next != NULL ? d->next : tp->dests;
 	} while (d != start);
 	return NULL;
+}
+
+struct qmgr_job *
+qmgr_sched_rider(struct qmgr_dest *d, size_t taken)
+{
+	if (taken >= d->tp->batch_limit || d->dead || may_start(d))
+		return NULL;
+	return qmgr_dest_pop(d);
 }
 
 /* 1 when a destination other than except has mail waiting that only

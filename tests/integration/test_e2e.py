@@ -267,7 +267,14 @@ def test_durability_under_random_sigkill(instance):
           f"{dups} duplicates, {len(kills)} kills at {kills} accepted")
     assert set(counts) == accepted
     assert not any(f.startswith("corrupt/") for f in queue_files(instance))
-    assert dups <= 30, f"{dups} duplicates is more than deliveries in flight"
+    # A kill repeats what local had delivered and not yet answered:
+    # local_destination_concurrency_limit (2) connections, each with a
+    # batch of up to local_delivery_batch_limit (5) requests. (smtpd's
+    # window between its fsync and the 250 is far shorter.) Mail
+    # delivered again wholesale after a restart would be far more.
+    in_flight = 2 * 5
+    assert dups <= len(kills) * in_flight, \
+        f"{dups} duplicates is more than deliveries in flight"
 
 
 # --- deferral, flush, expiry -------------------------------------------

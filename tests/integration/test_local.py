@@ -236,6 +236,68 @@ def test_several_recipients_and_several_sessions(instance, agent_of):
     assert len(names) == 4 and len(set(names)) == 4
 
 
+def test_requests_sent_together_are_answered_after_all_are_delivered(
+        instance, agent_of, shared_dir):
+    """qmgr may write several requests before reading a reply: local
+    delivers them all, fsyncs each Maildir's new/ once (the unit tests
+    of maildir.c pin that down), and only then replies, in order. The
+    third message also goes to a command that waits for the test, so
+    the agent is caught in the middle of the batch: by then an agent
+    serving one request at a time would have answered the first two."""
+    started, go = shared_dir / "started", shared_dir / "go"
+    instance.write_aliases(
+        f'gated "|echo 1 > {started}; while [ ! -e {go} ]; do sleep 0.05; '
+        f'done; cat > /dev/null", demo\n')
+    agent = agent_of()
+    # Three messages; the recipient is the 1st, 2nd and 3rd of its file,
+    # so each reply tells which request it answers.
+    rcpts = [["demo@example.test"],
+             ["x@example.test", "demo@example.test"],
+             ["x@example.test", "y@example.test", "gated@example.test"]]
+    qids = [write_queue_file(instance, r) for r in rcpts]
+    reqs = b""
+    for qid, r in zip(qids, rcpts):
+        reqs += (f"request=deliver\nqueue_id={qid}\nfolder=active\n"
+                 f"sender=alice@example.test\nnexthop=\n"
+                 f"rcpt={len(r) - 1} {xtext(r[-1])}\n\n").encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(30)
+        c.connect(agent.path)
+        try:
+            c.sendall(reqs)              # one write: one batch
+            wait_file(started)
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                early = c.recv(65536)
+                pytest.fail(f"replied before the batch was delivered: "
+                            f"{early}")
+        finally:
+            go.touch()                   # never leave the command waiting
+        c.settimeout(30)
+        reply = b""
+        while reply.count(b"\n\n") < 3:
+            chunk = c.recv(65536)
+            assert chunk, (reply, instance.log())
+            reply += chunk
+    replies = reply.decode().split("\n\n")
+    assert replies[3:] == [""], replies
+    for i, text in enumerate(replies[:3]):
+        attrs = dict(l.split("=", 1) for l in text.splitlines())
+        idx, st, dsn, reason = attrs["result"].split(" ", 3)
+        assert (int(idx), st, unxtext(dsn)) == (i, "sent", "2.0.0"), text
+        assert unxtext(reason).endswith("delivered to maildir")
+        assert attrs["status"] == "0"
+    assert sorted(maildir_files(instance)) == sorted(
+        delivered("alice@example.test", "demo@example.test")
+        for _ in range(3))
+    assert list((instance.maildir("demo") / "tmp").iterdir()) == []
+    # The folder kept open for the sync is closed once it is done.
+    fd_dir = pathlib.Path(f"/proc/{agent.proc.pid}/fd")
+    if fd_dir.is_dir():
+        held = [os.readlink(f) for f in fd_dir.iterdir()]
+        assert not [t for t in held if "Maildir" in t], held
+
+
 def test_null_sender_and_extension(instance, agent_of):
     instance.write_main_cf(recipient_delimiter="+")
     agent = agent_of()

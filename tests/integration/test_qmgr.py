@@ -110,8 +110,10 @@ class FakeAgent:
     agent reads it."""
 
     def __init__(self, queue_dir, script=None, delay=0.0, service="local",
-                 relay="local"):
+                 relay="local", many=False):
         self.queue_dir = str(queue_dir)
+        self.many = many
+        self.batches = []
         self.relay = relay
         self.script = script or (lambda a, r: ("sent", "2.0.0",
                                                "delivered to maildir"))
@@ -148,52 +150,80 @@ class FakeAgent:
             threading.Thread(target=self._handle, args=(conn,),
                              daemon=True).start()
 
+    def _parse(self, raw):
+        req = {"rcpt": []}
+        for line in raw.decode().split("\n"):
+            name, value = line.split("=", 1)
+            value = attr_unescape(value)
+            if name == "rcpt":
+                idx, addr = value.split(" ", 1)
+                req["rcpt"].append((int(idx), unxtext(addr)))
+            else:
+                req[name] = value
+        path = os.path.join(self.queue_dir, req.get("folder", ""),
+                            req.get("queue_id", ""))
+        try:
+            req["content"] = read_queue_file(path)[1]
+        except (OSError, ValueError, AssertionError):
+            req["content"] = None
+        return req
+
     def _handle(self, conn):
+        """One request per connection, then close (many=False); or, like
+        the real agents, requests until qmgr closes (many=True): each turn
+        takes the requests already sent after the delay and answers them
+        in order, and self.batches records how many that was."""
         with self.lock:
             self.running += 1
             self.max_running = max(self.max_running, self.running)
+        buf = b""
         try:
             conn.settimeout(10)
-            f = conn.makefile("rb")
-            req = {"rcpt": []}
             while True:
-                line = f.readline()
-                if not line:
+                while b"\n\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                raw, buf = buf.split(b"\n\n", 1)
+                batch = [self._parse(raw)]
+                with self.lock:
+                    self.requests.append(batch[0])
+                if self.delay:
+                    time.sleep(self.delay)
+                conn.setblocking(False)
+                try:
+                    while data := conn.recv(65536):
+                        buf += data
+                except BlockingIOError:
+                    pass
+                conn.settimeout(10)
+                while self.many and b"\n\n" in buf:
+                    raw, buf = buf.split(b"\n\n", 1)
+                    batch.append(self._parse(raw))
+                with self.lock:
+                    self.requests.extend(batch[1:])
+                    self.batches.append(len(batch))
+                for req in batch:
+                    answers = [(i, self.script(a, req))
+                               for i, a in req["rcpt"]]
+                    if any(ans == "die" for _, ans in answers):
+                        return
+                    if any(ans == "hang" for _, ans in answers):
+                        time.sleep(30)
+                        return
+                    out = []
+                    for i, (status, dsn, reason) in answers:
+                        out.append("result=" + attr_escape(
+                            "%d %s %s %s" % (i, status, dsn,
+                                             xtext(reason))))
+                    out.append("relay=" + attr_escape(
+                        self.relay(req) if callable(self.relay)
+                        else self.relay))
+                    out.append("status=0")
+                    conn.sendall(("\n".join(out) + "\n\n").encode())
+                if not self.many:
                     return
-                line = line.rstrip(b"\n").decode()
-                if line == "":
-                    break
-                name, value = line.split("=", 1)
-                value = attr_unescape(value)
-                if name == "rcpt":
-                    idx, addr = value.split(" ", 1)
-                    req["rcpt"].append((int(idx), unxtext(addr)))
-                else:
-                    req[name] = value
-            path = os.path.join(self.queue_dir, req.get("folder", ""),
-                                req.get("queue_id", ""))
-            try:
-                req["content"] = read_queue_file(path)[1]
-            except (OSError, ValueError, AssertionError):
-                req["content"] = None
-            with self.lock:
-                self.requests.append(req)
-            if self.delay:
-                time.sleep(self.delay)
-            answers = [(i, self.script(a, req)) for i, a in req["rcpt"]]
-            if any(ans == "die" for _, ans in answers):
-                return
-            if any(ans == "hang" for _, ans in answers):
-                time.sleep(30)
-                return
-            out = []
-            for i, (status, dsn, reason) in answers:
-                out.append("result=" + attr_escape(
-                    "%d %s %s %s" % (i, status, dsn, xtext(reason))))
-            out.append("relay=" + attr_escape(
-                self.relay(req) if callable(self.relay) else self.relay))
-            out.append("status=0")
-            conn.sendall(("\n".join(out) + "\n\n").encode())
         except OSError:
             pass
         finally:
@@ -287,8 +317,9 @@ def q(instance):
                            queue_run_delay="300s",
                            daemon_timeout="30s")
 
-    def start_agent(script=None, delay=0.0, service="local", relay="local"):
-        agent = FakeAgent(ctx.queue, script, delay, service, relay)
+    def start_agent(script=None, delay=0.0, service="local", relay="local",
+                    many=False):
+        agent = FakeAgent(ctx.queue, script, delay, service, relay, many)
         ctx.agents.append(agent)
         if service == "local":
             ctx.agent = agent
@@ -858,6 +889,98 @@ def test_local_recipient_limit_above_one_limits_per_domain(q):
     for qid in ids:
         wait_log(q.inst, f"{qid}: removed", timeout=20)
     assert agent.max_running == 1
+
+
+def test_mail_for_a_busy_mailbox_goes_in_batches(q):
+    """With the recipient's concurrency full, its waiting mail is sent on
+    the running connection behind the request in progress, up to
+    local_delivery_batch_limit at a time, one reply each, in order."""
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_delivery_batch_limit="3")
+    agent = q.start_agent(delay=0.3, many=True)
+    ids = [write_queue_file(q.queue, "alice@example.test",
+                            ["demo@example.test"], MESSAGE)
+           for _ in range(7)]
+    q.start_qmgr()
+    for qid in ids:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    assert agent.max_running == 1
+    assert sum(agent.batches) == 7
+    assert max(agent.batches) == 3, agent.batches
+    assert sorted(r["queue_id"] for r in agent.requests) == sorted(ids)
+    assert "deferred" not in q.inst.log()
+
+
+def test_batch_limit_one_sends_one_request_at_a_time(q):
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_delivery_batch_limit="1")
+    agent = q.start_agent(delay=0.2, many=True)
+    ids = [write_queue_file(q.queue, "alice@example.test",
+                            ["demo@example.test"], MESSAGE)
+           for _ in range(4)]
+    q.start_qmgr()
+    for qid in ids:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    assert agent.batches == [1, 1, 1, 1]
+
+
+def test_agent_lost_mid_batch_defers_the_whole_batch(q):
+    """An agent that dies with a batch in hand answered none of it: every
+    request of the batch is deferred (after the one new try that a kept
+    connection gets), the later mail goes on."""
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_delivery_batch_limit="3")
+    holder = []
+    doomed = []
+
+    def die_in_first_batch(addr, req):
+        # The first turn to carry more than one request dies at its
+        # first, and so does its second try: on a kept connection an end
+        # without a reply byte sends the requests once more on a new
+        # one, as for a kept connection the agent closed.
+        agent = holder[0]
+        with agent.lock:
+            n = agent.batches[-1]
+            batch = [r["queue_id"] for r in agent.requests[-n:]]
+        if n > 1 and not doomed:
+            doomed.extend(batch)
+        if n > 1 and req["queue_id"] in doomed:
+            return "die"
+        return sent(addr, req)
+
+    holder.append(q.start_agent(die_in_first_batch, delay=0.3, many=True))
+    ids = [write_queue_file(q.queue, "alice@example.test",
+                            ["demo@example.test"], MESSAGE)
+           for _ in range(6)]
+    q.start_qmgr()
+    wait_log(q.inst, "lost connection", timeout=20)
+    assert len(doomed) > 1
+    assert holder[0].batches.count(len(doomed)) >= 2
+    for qid in doomed:
+        wait_log(q.inst, f"{qid}: to=<demo@example.test>, relay=local",
+                 timeout=10)
+        assert log_line(q.inst, f"{qid}: to=<demo@example.test>",
+                        "status=deferred",
+                        "delivery agent local failed: lost connection")
+    for qid in set(ids) - set(doomed):
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+
+
+def test_batch_survives_an_agent_that_serves_one_request_per_connection(q):
+    """The agent may close after any reply, as on a kept connection: the
+    requests sent behind go again on a new connection, none is lost or
+    deferred."""
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_delivery_batch_limit="3")
+    agent = q.start_agent(delay=0.1)
+    ids = [write_queue_file(q.queue, "alice@example.test",
+                            ["demo@example.test"], MESSAGE)
+           for _ in range(4)]
+    q.start_qmgr()
+    for qid in ids:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    assert "deferred" not in q.inst.log()
+    assert sorted(r["queue_id"] for r in agent.requests) == sorted(ids)
 
 
 def test_active_queue_limit_is_kept(q):

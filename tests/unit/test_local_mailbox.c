@@ -4,7 +4,9 @@
  * never repeat, "From " lines are quoted wherever a piece boundary
  * falls, and a delivered copy is the queued message byte for byte after
  * Return-Path and Delivered-To. Failures (size limit, a file where the
- * Maildir should be, a held lock) leave the mailbox as it was.
+ * Maildir should be, a held lock) leave the mailbox as it was. In
+ * deferred sync a batch's deliveries share one open new/ per Maildir,
+ * and a failed sync of it defers every recipient that waited on it.
  */
 #include "autoconf.h"
 
@@ -23,8 +25,10 @@
 #include "alloc.h"
 #include "buf.h"
 #include "config.h"
+#include "deliver.h"
 #include "file.h"
 #include "local.h"
+#include "log.h"
 #include "queue.h"
 #include "strv.h"
 
@@ -342,6 +346,189 @@ maildir_missing_subfolders_are_made_at_delivery(void **state)
 	}
 }
 
+/* A request for rcpts whose results say sent, as local_deliver_request
+ * leaves a recipient delivered into a Maildir. */
+static void
+request_with_sent_rcpts(struct deliver_request *req, const char *const *rcpts)
+{
+	memset(req, 0, sizeof(*req));
+	req->queue_id = xstrdup(q->id);
+	req->relay = xstrdup("local");
+	for (size_t i = 0; rcpts[i] != NULL; i++) {
+		deliver_add_rcpt(req, i, rcpts[i]);
+		deliver_set_result(req, i, DELIVER_SENT, "2.0.0",
+		    "delivered to maildir");
+	}
+}
+
+/* Deliver to md for recipient i of req, expecting sent. */
+static void
+deliver_for(struct deliver_request *req, size_t i, const char *md)
+{
+	struct local_result r;
+
+	msg.req = req;
+	msg.rcpt = i;
+	local_result_init(&r);
+	maildir_deliver(&msg, md, 1, req->rcpts[i].addr, 0, &r);
+	msg.req = NULL;
+	msg.rcpt = 0;
+	assert_int_equal(r.status, DELIVER_SENT);
+	assert_string_equal(r.reason, "delivered to maildir");
+	local_result_free(&r);
+}
+
+static int
+fd_is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1 || errno != EBADF;
+}
+
+static void
+maildir_deferred_sync_keeps_one_folder_for_its_deliveries(void **state)
+{
+	static const char *const rcpts[] = { "demo@example.test",
+		"demo2@example.test", NULL };
+	struct deliver_request req;
+	char *md = xasprintf("%s/d1/Maildir/", tdir), *new;
+	char **names;
+	size_t nwaiters = 0;
+	int fd;
+
+	request_with_sent_rcpts(&req, rcpts);
+	maildir_defer_sync();
+	deliver_for(&req, 0, md);
+	deliver_for(&req, 1, md);
+	/* Both are in new/, waiting on one descriptor for new/. */
+	new = xasprintf("%s/d1/Maildir/new", tdir);
+	names = listdir(new);
+	assert_int_equal(strv_len(names), 2);
+	assert_int_equal(maildir_pending_dirs(), 1);
+	fd = maildir_pending_dir(0, &nwaiters);
+	assert_true(fd >= 0);
+	assert_int_equal(nwaiters, 2);
+	assert_int_equal(maildir_pending_dir(1, &nwaiters), -1);
+
+	maildir_sync_pending();
+	assert_int_equal(maildir_pending_dirs(), 0);
+	assert_false(fd_is_open(fd));
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(req.rcpts[i].status, DELIVER_SENT);
+		assert_string_equal(req.rcpts[i].reason,
+		    "delivered to maildir");
+	}
+	/* The commit ended deferred sync: the next one syncs at once. */
+	deliver_for(&req, 0, md);
+	assert_int_equal(maildir_pending_dirs(), 0);
+
+	deliver_request_free(&req);
+	strv_free(names);
+	free(new);
+	free(md);
+}
+
+static void
+maildir_failed_deferred_sync_defers_every_waiting_recipient(void **state)
+{
+	static const char *const rcpts[] = { "demo@example.test",
+		"demo2@example.test", "other@example.test", NULL };
+	struct deliver_request req;
+	char *md = xasprintf("%s/d2/Maildir", tdir);
+	char *other = xasprintf("%s/d2/Other/", tdir);
+	char *logfile = xasprintf("%s/d2.log", tdir), *want, *log, *p;
+	size_t nwaiters = 0, nlines = 0;
+	int fd, pipefd[2];
+
+	request_with_sent_rcpts(&req, rcpts);
+	maildir_defer_sync();
+	deliver_for(&req, 0, md);
+	deliver_for(&req, 1, md);
+	deliver_for(&req, 2, other);
+	assert_int_equal(maildir_pending_dirs(), 2);
+	/* The first was logged as sent already (a branch line), the second
+	 * not: it is left to the line deliver_agent_serve writes. */
+	req.rcpts[0].logged = 1;
+
+	/* fsync(2) of a pipe fails (EINVAL), as of a broken disk. */
+	fd = maildir_pending_dir(0, &nwaiters);
+	assert_int_equal(nwaiters, 2);
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(dup2(pipefd[0], fd), fd);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	log_open(LOG_TO_FILE, logfile);
+	maildir_sync_pending();
+	log_open(LOG_TO_STDERR, NULL);
+	assert_int_equal(maildir_pending_dirs(), 0);
+	assert_false(fd_is_open(fd));
+
+	want = xasprintf("maildir delivery failed: sync %s/d2/Maildir/new: %s",
+	    tdir, strerror(EINVAL));
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(req.rcpts[i].status, DELIVER_DEFERRED);
+		assert_string_equal(req.rcpts[i].dsn, "4.2.0");
+		assert_string_equal(req.rcpts[i].reason, want);
+	}
+	assert_int_equal(req.rcpts[2].status, DELIVER_SENT);
+	assert_int_equal(req.rcpts[1].logged, 0);
+	log = slurp(logfile);
+	for (p = log; (p = strstr(p, "status=deferred")) != NULL; p++)
+		nlines++;
+	assert_int_equal(nlines, 1);
+	assert_non_null(strstr(log, "to=<demo@example.test>, relay=local"));
+	assert_non_null(strstr(log, want));
+
+	deliver_request_free(&req);
+	free(log);
+	free(want);
+	free(logfile);
+	free(other);
+	free(md);
+}
+
+static void
+maildir_outside_a_request_syncs_at_once(void **state)
+{
+	struct local_result r;
+	char *md = xasprintf("%s/d3/Maildir/", tdir);
+
+	maildir_defer_sync();
+	local_result_init(&r);
+	maildir_deliver(&msg, md, 1, "demo@example.test", 0, &r);
+	assert_int_equal(r.status, DELIVER_SENT);
+	assert_int_equal(maildir_pending_dirs(), 0);
+	local_result_free(&r);
+	maildir_sync_pending();
+	free(md);
+}
+
+/* Past MAILDIR_PENDING_MAX folders, a delivery syncs its own. */
+static void
+maildir_deferred_sync_holds_a_bounded_number_of_folders(void **state)
+{
+	static const char *const rcpts[] = { "demo@example.test", NULL };
+	struct deliver_request req;
+	size_t nwaiters;
+
+	request_with_sent_rcpts(&req, rcpts);
+	maildir_defer_sync();
+	for (size_t i = 0; i < 70; i++) {
+		char *md = xasprintf("%s/d4/%zu/", tdir, i);
+
+		deliver_for(&req, 0, md);
+		free(md);
+	}
+	assert_int_equal(maildir_pending_dirs(), 64);
+	for (size_t i = 0; i < 64; i++) {
+		assert_true(maildir_pending_dir(i, &nwaiters) >= 0);
+		assert_int_equal(nwaiters, 1);
+	}
+	maildir_sync_pending();
+	assert_int_equal(maildir_pending_dirs(), 0);
+	assert_int_equal(req.rcpts[0].status, DELIVER_SENT);
+	deliver_request_free(&req);
+}
+
 static void
 mbox_appends_quoted_messages_with_separators(void **state)
 {
@@ -465,6 +652,13 @@ main(void)
 		    maildir_missing_subfolders_are_made_at_delivery),
 		cmocka_unit_test(
 		    maildir_with_missing_parent_defers_unless_asked_to_create),
+		cmocka_unit_test(
+		    maildir_deferred_sync_keeps_one_folder_for_its_deliveries),
+		cmocka_unit_test(
+		    maildir_failed_deferred_sync_defers_every_waiting_recipient),
+		cmocka_unit_test(maildir_outside_a_request_syncs_at_once),
+		cmocka_unit_test(
+		    maildir_deferred_sync_holds_a_bounded_number_of_folders),
 		cmocka_unit_test(mbox_appends_quoted_messages_with_separators),
 		cmocka_unit_test(
 		    mbox_over_the_size_limit_bounces_and_keeps_the_file),

@@ -615,6 +615,55 @@ cancel_takes_only_that_messages_waiting_jobs_and_keeps_the_order(void **state)
 	qmgr_transport_free(tp);
 }
 
+/*
+ * Jobs ride behind a started one only when they would wait anyway: the
+ * destination's window (or the process limit) is full, up to the batch
+ * limit, never for a dead destination.
+ */
+static void
+riders_only_when_the_destination_is_full(void **state)
+{
+	struct qmgr_transport *tp = transport(2, 2, 100, 1, 1);
+	struct qmgr_dest *d = qmgr_dest_get(tp, "b.test");
+	struct qmgr_message msg;
+	struct qmgr_job *a, *b, *r1, *r2;
+
+	(void)state;
+	memset(&msg, 0, sizeof(msg));
+	queue_jobs(d, &msg, 6);
+	/* Batch limit 1 (the default): never. */
+	a = qmgr_sched_next(tp);
+	b = qmgr_sched_next(tp);
+	assert_non_null(b);
+	assert_null(qmgr_sched_rider(d, 1));
+	tp->batch_limit = 3;
+	/* The window is full now: two may ride behind b, not a third. */
+	r1 = qmgr_sched_rider(d, 1);
+	r2 = qmgr_sched_rider(d, 2);
+	assert_non_null(r1);
+	assert_non_null(r2);
+	assert_null(qmgr_sched_rider(d, 3));
+	assert_int_equal(d->waiting, 2);
+	assert_int_equal(d->active, 2);	/* riders take no slot */
+	qmgr_job_free(r1);
+	qmgr_job_free(r2);
+	/* A slot free again: the next job starts on its own. */
+	qmgr_sched_done(a);
+	qmgr_job_free(a);
+	assert_null(qmgr_sched_rider(d, 1));
+	/* Process limit full, window not: riders again. */
+	tp->total_limit = 1;
+	assert_non_null(r1 = qmgr_sched_rider(d, 1));
+	qmgr_job_free(r1);
+	/* Dead: nothing more goes. */
+	d->dead = 1;
+	assert_null(qmgr_sched_rider(d, 1));
+	d->dead = 0;
+	qmgr_sched_done(b);
+	qmgr_job_free(b);
+	qmgr_transport_free(tp);
+}
+
 int
 main(void)
 {
@@ -644,6 +693,7 @@ main(void)
 		cmocka_unit_test(connection_on_its_way_out_still_counts),
 		cmocka_unit_test(
 	cancel_takes_only_that_messages_waiting_jobs_and_keeps_the_order),
+		cmocka_unit_test(riders_only_when_the_destination_is_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
