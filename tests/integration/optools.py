@@ -64,11 +64,13 @@ def slow_alias(inst, shared, name="slow"):
     """An alias whose delivery is a command that writes "started" to
     shared/started, waits until the file shared/go exists, then appends
     the message to shared/out: mail for name@ sits in a delivery in
-    progress, in active/, for as long as a test wants. shared must be
+    progress, in active/, for as long as a test wants (at most a minute:
+    a test that dies before it says go leaves no endless loop behind). shared must be
     writable by default_privs (nobody) when the tests run as root."""
     inst.write_aliases(
         f'{name} "|echo started >> {shared}/started; '
-        f'while [ ! -e {shared}/go ]; do sleep 0.1; done; '
+        f'n=0; while [ ! -e {shared}/go ] && [ $n -lt 600 ]; do '
+        f'sleep 0.1; n=$((n+1)); done; '
         f'cat >> {shared}/out"\n')
 
 

@@ -246,8 +246,9 @@ def test_requests_sent_together_are_answered_after_all_are_delivered(
     serving one request at a time would have answered the first two."""
     started, go = shared_dir / "started", shared_dir / "go"
     instance.write_aliases(
-        f'gated "|echo 1 > {started}; while [ ! -e {go} ]; do sleep 0.05; '
-        f'done; cat > /dev/null", demo\n')
+        f'gated "|echo 1 > {started}; n=0; while [ ! -e {go} ] && '
+        f'[ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done; cat > /dev/null", '
+        f'demo\n')
     agent = agent_of()
     # Three messages; the recipient is the 1st, 2nd and 3rd of its file,
     # so each reply tells which request it answers.

@@ -891,19 +891,29 @@ def test_local_recipient_limit_above_one_limits_per_domain(q):
     assert agent.max_running == 1
 
 
+def one_mailbox(q, count, batch_limit):
+    """count messages to demo, one local delivery at a time for it, at
+    most batch_limit requests on a connection at once."""
+    q.inst.write_main_cf(local_destination_concurrency_limit="1",
+                         local_delivery_batch_limit=str(batch_limit))
+    return [write_queue_file(q.queue, "alice@example.test",
+                             ["demo@example.test"], MESSAGE)
+            for _ in range(count)]
+
+
+def wait_removed(q, ids):
+    for qid in ids:
+        wait_log(q.inst, f"{qid}: removed", timeout=20)
+
+
 def test_mail_for_a_busy_mailbox_goes_in_batches(q):
     """With the recipient's concurrency full, its waiting mail is sent on
     the running connection behind the request in progress, up to
     local_delivery_batch_limit at a time, one reply each, in order."""
-    q.inst.write_main_cf(local_destination_concurrency_limit="1",
-                         local_delivery_batch_limit="3")
+    ids = one_mailbox(q, 7, 3)
     agent = q.start_agent(delay=0.3, many=True)
-    ids = [write_queue_file(q.queue, "alice@example.test",
-                            ["demo@example.test"], MESSAGE)
-           for _ in range(7)]
     q.start_qmgr()
-    for qid in ids:
-        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    wait_removed(q, ids)
     assert agent.max_running == 1
     assert sum(agent.batches) == 7
     assert max(agent.batches) == 3, agent.batches
@@ -912,15 +922,10 @@ def test_mail_for_a_busy_mailbox_goes_in_batches(q):
 
 
 def test_batch_limit_one_sends_one_request_at_a_time(q):
-    q.inst.write_main_cf(local_destination_concurrency_limit="1",
-                         local_delivery_batch_limit="1")
+    ids = one_mailbox(q, 4, 1)
     agent = q.start_agent(delay=0.2, many=True)
-    ids = [write_queue_file(q.queue, "alice@example.test",
-                            ["demo@example.test"], MESSAGE)
-           for _ in range(4)]
     q.start_qmgr()
-    for qid in ids:
-        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    wait_removed(q, ids)
     assert agent.batches == [1, 1, 1, 1]
 
 
@@ -928,8 +933,7 @@ def test_agent_lost_mid_batch_defers_the_whole_batch(q):
     """An agent that dies with a batch in hand answered none of it: every
     request of the batch is deferred (after the one new try that a kept
     connection gets), the later mail goes on."""
-    q.inst.write_main_cf(local_destination_concurrency_limit="1",
-                         local_delivery_batch_limit="3")
+    ids = one_mailbox(q, 6, 3)
     holder = []
     doomed = []
 
@@ -949,9 +953,6 @@ def test_agent_lost_mid_batch_defers_the_whole_batch(q):
         return sent(addr, req)
 
     holder.append(q.start_agent(die_in_first_batch, delay=0.3, many=True))
-    ids = [write_queue_file(q.queue, "alice@example.test",
-                            ["demo@example.test"], MESSAGE)
-           for _ in range(6)]
     q.start_qmgr()
     wait_log(q.inst, "lost connection", timeout=20)
     assert len(doomed) > 1
@@ -962,23 +963,17 @@ def test_agent_lost_mid_batch_defers_the_whole_batch(q):
         assert log_line(q.inst, f"{qid}: to=<demo@example.test>",
                         "status=deferred",
                         "delivery agent local failed: lost connection")
-    for qid in set(ids) - set(doomed):
-        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    wait_removed(q, set(ids) - set(doomed))
 
 
 def test_batch_survives_an_agent_that_serves_one_request_per_connection(q):
     """The agent may close after any reply, as on a kept connection: the
     requests sent behind go again on a new connection, none is lost or
     deferred."""
-    q.inst.write_main_cf(local_destination_concurrency_limit="1",
-                         local_delivery_batch_limit="3")
+    ids = one_mailbox(q, 4, 3)
     agent = q.start_agent(delay=0.1)
-    ids = [write_queue_file(q.queue, "alice@example.test",
-                            ["demo@example.test"], MESSAGE)
-           for _ in range(4)]
     q.start_qmgr()
-    for qid in ids:
-        wait_log(q.inst, f"{qid}: removed", timeout=20)
+    wait_removed(q, ids)
     assert "deferred" not in q.inst.log()
     assert sorted(r["queue_id"] for r in agent.requests) == sorted(ids)
 
