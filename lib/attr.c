@@ -215,7 +215,7 @@ bad:
 }
 
 int
-attr_send(struct stream *s, const struct attrs *a)
+attr_write(struct stream *s, const struct attrs *a)
 {
 	struct buf b;
 	int r;
@@ -233,7 +233,15 @@ attr_send(struct stream *s, const struct attrs *a)
 	(void)buf_putc(&b, '\n');
 	r = stream_write(s, b.data, b.len);
 	buf_free(&b);
-	if (r < 0)
+	return r < 0 ? r : 0;
+}
+
+int
+attr_send(struct stream *s, const struct attrs *a)
+{
+	int r;
+
+	if ((r = attr_write(s, a)) != 0)
 		return r;
 	return stream_flush(s);
 }

@@ -44,6 +44,9 @@ long	attrs_get_num(const struct attrs *, const char *name);
 
 /* Write the list and its closing empty line, and flush. 0 or STREAM_*. */
 int	attr_send(struct stream *, const struct attrs *);
+/* The same into the stream's output buffer only: several lists then go
+ * out together with one stream_flush(). */
+int	attr_write(struct stream *, const struct attrs *);
 /* Read one list (attrs cleared first). 0, or a STREAM_* error;
  * STREAM_ERROR with errno EPROTO for a malformed line. */
 int	attr_recv(struct stream *, struct attrs *, size_t max_line,

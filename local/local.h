@@ -172,6 +172,14 @@ void	maildir_deliver(const struct local_msg *, const char *dir,
  */
 void	maildir_defer_sync(void);
 void	maildir_sync_pending(void);
+/*
+ * fsync now the folders that recipient rcpt of req waits on (before
+ * local forwards copies of it: a sync that failed later would defer
+ * the recipient and send those copies again). 0, or -1 with errno and
+ * *path the folder that failed.
+ */
+int	maildir_sync_rcpt(const struct deliver_request *, size_t rcpt,
+	    const char **path);
 /* For tests: how many folders wait, and folder i's descriptor (-1: no
  * such folder) and how many deliveries wait on it. */
 size_t	maildir_pending_dirs(void);

@@ -1112,7 +1112,7 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
     const char *addr, struct local_result *res)
 {
 	struct expansion x;
-	const char *at = strrchr(addr, '@');
+	const char *at = strrchr(addr, '@'), *path = NULL;
 	char *id = NULL;
 	int virt = 0;
 
@@ -1139,6 +1139,14 @@ local_deliver_rcpt(const struct local_msg *m, const struct local_tables *t,
 	}
 	expand_address(&x, NULL, addr, m->sender, 0);
 
+	/* Copies are forwarded only when what went into mailboxes is
+	 * durable (maildir.c defers new/'s sync in a batch). */
+	if (x.ngroups > 0 && x.ndeferred == 0 && m->req != NULL &&
+	    maildir_sync_rcpt(m->req, m->rcpt, &path) < 0) {
+		local_result_errno(&x.deferred, errno,
+		    "maildir delivery failed: sync %s", path);
+		x.ndeferred++;
+	}
 	if (x.ndeferred > 0) {
 		local_result_copy(res, &x.deferred);
 		goto done;

@@ -279,6 +279,36 @@ maildir_sync_pending(void)
 	deferring = 0;
 }
 
+int
+maildir_sync_rcpt(const struct deliver_request *req, size_t rcpt,
+    const char **path)
+{
+	for (size_t i = 0; i < npending; i++) {
+		struct maildir_pending *p = &pending[i];
+		size_t k, kept;
+
+		for (k = 0; k < p->nwaiters && (p->waiters[k].req != req ||
+		    p->waiters[k].rcpt != rcpt); k++)
+			;
+		if (k == p->nwaiters)
+			continue;
+		if (fsync(p->fd) < 0) {
+			*path = p->path;
+			return -1;
+		}
+		/* Durable now: the commit owes this recipient nothing. */
+		for (k = kept = 0; k < p->nwaiters; k++) {
+			if (p->waiters[k].req == req &&
+			    p->waiters[k].rcpt == rcpt)
+				free(p->waiters[k].to);
+			else
+				p->waiters[kept++] = p->waiters[k];
+		}
+		p->nwaiters = kept;
+	}
+	return 0;
+}
+
 size_t
 maildir_pending_dirs(void)
 {

@@ -79,6 +79,11 @@
 #define AGENT_WRITE_MS		10000
 /* Longest wait for an agent to close a connection we let go. */
 #define AGENT_CLOSE_MS		10000
+/* Most recipients in one batch of requests on a connection (what qmgr
+ * writes at once, before the agent reads any of it). */
+#define BATCH_RCPTS_MAX		1000
+/* Highest <transport>_delivery_batch_limit taken. */
+#define BATCH_LIMIT_MAX		1000
 
 static struct qmgr_transport *transports;
 static void job_connect(struct qmgr_job *);
@@ -187,6 +192,8 @@ transport_get(const char *name)
 	    "destination_concurrency_failed_cohort_limit"),
 	    (size_t)transport_param(name, "destination_recipient_limit"));
 	tp->batch_limit = (size_t)transport_param(name, "delivery_batch_limit");
+	if (tp->batch_limit > BATCH_LIMIT_MAX)
+		tp->batch_limit = BATCH_LIMIT_MAX;
 	free(service);
 	*pp = tp;
 	return tp;
@@ -275,6 +282,21 @@ job_fall_back(struct qmgr_job *job)
 	npending += qmgr_dest_enqueue(d, job->msg, job->idx, job->n,
 	    (int)k + 1);
 	return 1;
+}
+
+/*
+ * How long the reply to job may take: daemon_timeout for each request
+ * from it to the end of its batch, since an agent that finishes a batch
+ * together (local) answers none of it before it has done them all.
+ */
+static long
+job_timeout_ms(const struct qmgr_job *job)
+{
+	long n = 0;
+
+	for (; job != NULL; job = job->batch)
+		n++;
+	return (long)qmgr.delivery_timeout * 1000 * n;
 }
 
 /* ---- kept agent connections ---- */
@@ -527,8 +549,7 @@ job_free(struct qmgr_job *job, int was_running, int keep)
 			    "loop: %m", d->tp->name);
 		else
 			next->timer = event_timer_add(qmgr.loop,
-			    (long)qmgr.delivery_timeout * 1000, job_timeout,
-			    next);
+			    job_timeout_ms(next), job_timeout, next);
 		was_running = 0;
 	}
 	if (job->s != NULL)
@@ -768,10 +789,13 @@ job_readable(int fd, int events, void *ctx)
 		if (job->reused && job->s->in.len == 0 && (r == STREAM_EOF ||
 		    (r == STREAM_ERROR && (job->s->err == ECONNRESET ||
 		    job->s->err == EPIPE)))) {
-			/* A kept connection the agent closed as we used it
-			 * (EOF, or a reset when our request reached it
-			 * unread): the request never started; again on a new
-			 * connection, with those sent behind it. */
+			/* A connection that has served a request (kept, or
+			 * the one ahead in a batch) ended without a byte of
+			 * this reply: the agent closed it as we used it (its
+			 * own timeout, max_use), or died after its last
+			 * reply. Again on a new connection, with those sent
+			 * behind it; after a death that may repeat a
+			 * delivery, as a deferral would. */
 			event_fd_del(qmgr.loop, job->s->fd);
 			stream_free(job->s);
 			job->s = NULL;
@@ -819,7 +843,7 @@ job_timeout(void *ctx)
 	free(why);
 }
 
-/* Send the job's request on s: 0 or a stream error. */
+/* Write the job's request into s's output: 0 or a stream error. */
 static int
 job_send(struct qmgr_job *job, struct stream *s)
 {
@@ -846,13 +870,14 @@ job_send(struct qmgr_job *job, struct stream *s)
 	req.fallback = job_may_fall_back(job);
 	attrs_init(&a);
 	deliver_request_attrs(&req, &a);
-	r = attr_send(s, &a);
+	r = attr_write(s, &a);
 	attrs_clear(&a);
 	deliver_request_free(&req);
 	return r;
 }
 
-/* Send the requests of the job and of those behind it on job->s. */
+/* Send the requests of the job and of those behind it on job->s, in
+ * one write: the agent finds the whole batch when it reads the first. */
 static int
 job_send_batch(struct qmgr_job *job)
 {
@@ -860,11 +885,11 @@ job_send_batch(struct qmgr_job *job)
 
 	for (struct qmgr_job *j = job; j != NULL && r == 0; j = j->batch)
 		r = job_send(j, job->s);
-	return r;
+	return r != 0 ? r : stream_flush(job->s);
 }
 
 /* The requests are out: watch for the first reply, within
- * daemon_timeout (each later one gets its own when its turn comes). */
+ * job_timeout_ms() (each later one gets its own when its turn comes). */
 static void
 job_wait(struct qmgr_job *job)
 {
@@ -881,8 +906,8 @@ job_wait(struct qmgr_job *job)
 		free(why);
 		return;
 	}
-	job->timer = event_timer_add(qmgr.loop,
-	    (long)qmgr.delivery_timeout * 1000, job_timeout, job);
+	job->timer = event_timer_add(qmgr.loop, job_timeout_ms(job),
+	    job_timeout, job);
 }
 
 /* Connect to the agent and send the request; the reply comes later. */
@@ -922,7 +947,7 @@ job_start(struct qmgr_job *job)
 {
 	struct qmgr_dest *d = job->dest;
 	struct qmgr_job *tail, *r;
-	size_t n;
+	size_t n, nrcpt;
 
 	job->t_start = deliver_now();
 	job->rnext = running;
@@ -935,10 +960,12 @@ job_start(struct qmgr_job *job)
 	}
 	/* Mail that would wait for this destination's next free slot goes
 	 * on this connection now, behind the job. */
-	for (tail = job, n = 1; (r = qmgr_sched_rider(d, n)) != NULL; n++) {
+	for (tail = job, n = 1, nrcpt = job->n; nrcpt < BATCH_RCPTS_MAX &&
+	    (r = qmgr_sched_rider(d, n)) != NULL; n++) {
 		r->t_start = job->t_start;
 		tail->batch = r;
 		tail = r;
+		nrcpt += r->n;
 	}
 	if (job->s != NULL) {
 		if (job_send_batch(job) == 0) {

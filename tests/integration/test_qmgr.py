@@ -198,12 +198,15 @@ class FakeAgent:
                 except BlockingIOError:
                     pass
                 conn.settimeout(10)
+                # What qmgr has sent so far is this turn's batch; an agent
+                # of one request per connection answers its first only.
+                received = 1 + buf.count(b"\n\n")
                 while self.many and b"\n\n" in buf:
                     raw, buf = buf.split(b"\n\n", 1)
                     batch.append(self._parse(raw))
                 with self.lock:
                     self.requests.extend(batch[1:])
-                    self.batches.append(len(batch))
+                    self.batches.append(received)
                 for req in batch:
                     answers = [(i, self.script(a, req))
                                for i, a in req["rcpt"]]
@@ -911,9 +914,15 @@ def test_mail_for_a_busy_mailbox_goes_in_batches(q):
     the running connection behind the request in progress, up to
     local_delivery_batch_limit at a time, one reply each, in order."""
     ids = one_mailbox(q, 7, 3)
-    agent = q.start_agent(delay=0.3, many=True)
+    agent = q.start_agent(lambda a, r: ("sent", "2.0.0",
+                                        "delivered " + r["queue_id"]),
+                          delay=0.3, many=True)
     q.start_qmgr()
     wait_removed(q, ids)
+    # Each reply went to its own request: the reason names the message.
+    for qid in ids:
+        assert log_line(q.inst, f"{qid}: to=<demo@example.test>",
+                        f"status=sent (delivered {qid})"), qid
     assert agent.max_running == 1
     assert sum(agent.batches) == 7
     assert max(agent.batches) == 3, agent.batches
@@ -971,9 +980,10 @@ def test_batch_survives_an_agent_that_serves_one_request_per_connection(q):
     requests sent behind go again on a new connection, none is lost or
     deferred."""
     ids = one_mailbox(q, 4, 3)
-    agent = q.start_agent(delay=0.1)
+    agent = q.start_agent(delay=0.3)
     q.start_qmgr()
     wait_removed(q, ids)
+    assert max(agent.batches) > 1, agent.batches
     assert "deferred" not in q.inst.log()
     assert sorted(r["queue_id"] for r in agent.requests) == sorted(ids)
 

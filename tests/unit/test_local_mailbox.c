@@ -502,6 +502,47 @@ maildir_outside_a_request_syncs_at_once(void **state)
 	free(md);
 }
 
+/* Before local forwards copies of a recipient, the folders it waits on
+ * are synced at once, and only its own waiting ends there. */
+static void
+maildir_sync_rcpt_syncs_what_one_recipient_waits_on(void **state)
+{
+	static const char *const rcpts[] = { "demo@example.test",
+		"demo2@example.test", NULL };
+	struct deliver_request req;
+	char *md = xasprintf("%s/d5/Maildir/", tdir);
+	const char *path = NULL;
+	size_t nwaiters = 0;
+	int fd, pipefd[2];
+
+	request_with_sent_rcpts(&req, rcpts);
+	maildir_defer_sync();
+	deliver_for(&req, 0, md);
+	deliver_for(&req, 1, md);
+	assert_int_equal(maildir_sync_rcpt(&req, 0, &path), 0);
+	assert_int_equal(maildir_pending_dirs(), 1);
+	fd = maildir_pending_dir(0, &nwaiters);
+	assert_int_equal(nwaiters, 1);	/* recipient 1 still waits */
+	/* A recipient that waits on nothing: nothing to do. */
+	assert_int_equal(maildir_sync_rcpt(&req, 0, &path), 0);
+	/* A sync that fails says which folder. */
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(dup2(pipefd[0], fd), fd);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_int_equal(maildir_sync_rcpt(&req, 1, &path), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_non_null(path);
+	assert_non_null(strstr(path, "/d5/Maildir/new"));
+	log_open(LOG_TO_FILE, "/dev/null");
+	maildir_sync_pending();
+	log_open(LOG_TO_STDERR, NULL);
+	assert_int_equal(req.rcpts[0].status, DELIVER_SENT);
+	assert_int_equal(req.rcpts[1].status, DELIVER_DEFERRED);
+	deliver_request_free(&req);
+	free(md);
+}
+
 /* Past MAILDIR_PENDING_MAX folders, a delivery syncs its own. */
 static void
 maildir_deferred_sync_holds_a_bounded_number_of_folders(void **state)
@@ -659,6 +700,8 @@ main(void)
 		cmocka_unit_test(maildir_outside_a_request_syncs_at_once),
 		cmocka_unit_test(
 		    maildir_deferred_sync_holds_a_bounded_number_of_folders),
+		cmocka_unit_test(
+		    maildir_sync_rcpt_syncs_what_one_recipient_waits_on),
 		cmocka_unit_test(mbox_appends_quoted_messages_with_separators),
 		cmocka_unit_test(
 		    mbox_over_the_size_limit_bounces_and_keeps_the_file),
