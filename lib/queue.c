@@ -468,6 +468,8 @@ arrival_usec(void)
 	return now;
 }
 
+void	(*queue_create_hook)(const char *queue_dir);
+
 struct queue_writer *
 queue_create(const char *queue_dir, enum queue_folder folder, char **err)
 {
@@ -494,16 +496,33 @@ queue_create(const char *queue_dir, enum queue_folder folder, char **err)
 		    (long)getpid(), usec, ++counter);
 		/* maildrop/: the group (mail_owner's) reads, see submit.h */
 		if ((w->fd = file_create(w->tmp_path,
-		    folder == QUEUE_MAILDROP ? 0640 : 0600)) >= 0 ||
-		    errno != EEXIST)
+		    folder == QUEUE_MAILDROP ? 0640 : 0600)) < 0) {
+			if (errno == EEXIST)
+				continue;
+			set_err(err, "create %s: %s", w->tmp_path,
+			    strerror(errno));
+			goto fail;
+		}
+		if (queue_create_hook != NULL)
+			queue_create_hook(queue_dir);
+		if (flock(w->fd, LOCK_EX) < 0 || fstat(w->fd, &st) < 0) {
+			set_err(err, "lock %s: %s", w->tmp_path,
+			    strerror(errno));
+			goto fail;
+		}
+		/*
+		 * Between the create and the lock the file was an unlocked
+		 * ".tmp-" file: a queue_cleanup() running then (qmgr
+		 * starting) may have removed it. Then it is gone from the
+		 * folder: another name.
+		 */
+		if (st.st_nlink > 0)
 			break;
+		close(w->fd);
+		w->fd = -1;
 	}
 	if (w->fd < 0) {
-		set_err(err, "create %s: %s", w->tmp_path, strerror(errno));
-		goto fail;
-	}
-	if (flock(w->fd, LOCK_EX) < 0 || fstat(w->fd, &st) < 0) {
-		set_err(err, "lock %s: %s", w->tmp_path, strerror(errno));
+		set_err(err, "create %s: %s", w->tmp_path, strerror(EEXIST));
 		goto fail;
 	}
 	snprintf(w->id, sizeof(w->id), "%013llX%llX", usec,

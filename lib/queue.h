@@ -94,9 +94,14 @@ int	queue_move(const char *queue_dir, const char *id,
 
 struct queue_writer;
 
-/* Start a file in folder (QUEUE_INCOMING or QUEUE_MAILDROP). */
+/* Start a file in folder (QUEUE_INCOMING or QUEUE_MAILDROP). A
+ * queue_cleanup() that removes the new file before the writer has
+ * locked it (qmgr starting as mail arrives) costs another name, not the
+ * message. */
 struct queue_writer *queue_create(const char *queue_dir,
 	    enum queue_folder folder, char **err);
+/* For tests: called between the creation of a file and its lock. */
+extern void (*queue_create_hook)(const char *queue_dir);
 const char *queue_writer_id(const struct queue_writer *);
 struct timespec queue_writer_arrival(const struct queue_writer *);
 /* Envelope; all of it must be given before the first content byte. */

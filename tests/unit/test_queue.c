@@ -380,6 +380,40 @@ cleanup_removes_dead_leftovers_only(void **state)
 	free(done);
 }
 
+/* qmgr's start-up clean-up running between a writer's create and its
+ * lock removes the file: the writer notices and takes another name. */
+static int hook_calls;
+
+static void
+cleanup_in_the_window(const char *queue_dir)
+{
+	if (hook_calls++ == 0)
+		assert_int_equal(queue_cleanup(queue_dir), 1);
+}
+
+static void
+cleanup_between_create_and_lock_costs_a_name_not_the_message(void **state)
+{
+	struct queue_writer *w;
+	char **names;
+	char *err = NULL;
+
+	(void)state;
+	hook_calls = 0;
+	queue_create_hook = cleanup_in_the_window;
+	w = queue_create(qdir, QUEUE_INCOMING, &err);
+	queue_create_hook = NULL;
+	assert_non_null(w);
+	assert_int_equal(hook_calls, 2);
+	queue_set_sender(w, "a@example.test");
+	queue_add_rcpt(w, "x@example.test", NULL, 0);
+	assert_int_equal(queue_write(w, "Subject: x\n\nhi\n", 15, &err), 0);
+	assert_int_equal(queue_commit(w, &err), 0);
+	assert_int_equal(list_folder(QUEUE_INCOMING, &names), 1);
+	assert_true(queue_id_valid(names[0]));
+	free_list(names);
+}
+
 /* Read a whole file into a fresh buf. */
 static void
 slurp(const char *path, struct buf *b)
@@ -890,6 +924,9 @@ main(void)
 		cmocka_unit_test(
 		    xtext_round_trips_every_byte_and_refuses_bad_input),
 		cmocka_unit_test(folders_get_their_modes),
+		cmocka_unit_test_setup(
+		cleanup_between_create_and_lock_costs_a_name_not_the_message,
+		    clean_folders),
 		cmocka_unit_test(names_and_ids_are_checked),
 	};
 
