@@ -92,10 +92,11 @@ qmgr_request(const char *queue_dir, const struct attrs *req,
 	return 0;
 }
 
-/* One request with at most one argument (name NULL or value empty: none). */
+/* One request with at most one argument (name NULL or value empty:
+ * none); answered 0: reply=no, sent without waiting for an answer. */
 static int
 qmgr_simple(const char *queue_dir, const char *request, const char *name,
-    const char *value)
+    const char *value, int answered)
 {
 	struct attrs req;
 	int r, saved;
@@ -104,6 +105,8 @@ qmgr_simple(const char *queue_dir, const char *request, const char *name,
 	attrs_add(&req, "request", request);
 	if (name != NULL && value != NULL && value[0] != '\0')
 		attrs_add(&req, name, value);
+	if (!answered)
+		attrs_add(&req, "reply", "no");
 	r = qmgr_request(queue_dir, &req, NULL);
 	saved = errno;
 	attrs_clear(&req);
@@ -114,30 +117,19 @@ qmgr_simple(const char *queue_dir, const char *request, const char *name,
 int
 qmgr_notify_new(const char *queue_dir, const char *queue_id)
 {
-	struct attrs req;
-	int r, saved;
-
-	attrs_init(&req);
-	attrs_add(&req, "request", "new");
-	attrs_add(&req, "queue_id", queue_id);
-	attrs_add(&req, "reply", "no");
-	r = qmgr_request(queue_dir, &req, NULL);
-	saved = errno;
-	attrs_clear(&req);
-	errno = saved;
-	return r;
+	return qmgr_simple(queue_dir, "new", "queue_id", queue_id, 0);
 }
 
 int
 qmgr_flush(const char *queue_dir, const char *site)
 {
-	return qmgr_simple(queue_dir, "flush", "site", site);
+	return qmgr_simple(queue_dir, "flush", "site", site, 1);
 }
 
 int
 qmgr_deliver_now(const char *queue_dir, const char *queue_id)
 {
-	return qmgr_simple(queue_dir, "deliver", "queue_id", queue_id);
+	return qmgr_simple(queue_dir, "deliver", "queue_id", queue_id, 1);
 }
 
 int

@@ -268,6 +268,10 @@ void	local_tables_close(struct local_tables *);
 void	local_deliver_rcpt(const struct local_msg *,
 	    const struct local_tables *, const char *addr,
 	    struct local_result *res);
+/* Log recipient rcpt of req as delivered to addr (a bare name gets
+ * @$myorigin), in deliver_log()'s shape. */
+void	local_log_to(struct deliver_request *, size_t rcpt, const char *addr,
+	    enum deliver_status, const char *dsn, const char *reason);
 
 /* 1 when domain is in the list parameter (names or type:name tables),
  * 0 when not, -1 with *res deferred on a table error. */

@@ -20,6 +20,7 @@
 
 #include "alloc.h"
 #include "buf.h"
+#include "config.h"
 #include "file.h"
 #include "local.h"
 #include "queue.h"
@@ -103,6 +104,17 @@ local_result_errno(struct local_result *r, int err, const char *fmt, ...)
 	local_result_set(r, DELIVER_DEFERRED, dsn, "%s: %s", buf_cstr(&b),
 	    strerror(err));
 	buf_free(&b);
+}
+
+void
+local_log_to(struct deliver_request *req, size_t rcpt, const char *addr,
+    enum deliver_status st, const char *dsn, const char *reason)
+{
+	char *to = strchr(addr, '@') != NULL ? xstrdup(addr) :
+	    xasprintf("%s@%s", addr, config_str("myorigin"));
+
+	deliver_log(req, rcpt, to, st, dsn, reason);
+	free(to);
 }
 
 void

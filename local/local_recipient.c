@@ -121,15 +121,10 @@ static void
 log_branch(struct expansion *x, const char *addr,
     const struct local_result *r)
 {
-	char *to;
-
 	if (x->m->req == NULL)
 		return;
-	to = strchr(addr, '@') != NULL ? xstrdup(addr) :
-	    xasprintf("%s@%s", addr, config_str("myorigin"));
-	deliver_log(x->m->req, x->m->rcpt, to, r->status,
+	local_log_to(x->m->req, x->m->rcpt, addr, r->status,
 	    r->dsn != NULL ? r->dsn : "4.3.0", r->reason);
-	free(to);
 	x->nlogged++;
 	if (r->status != DELIVER_SENT)
 		x->nlogged_failed++;

@@ -46,7 +46,6 @@
 
 #include "alloc.h"
 #include "buf.h"
-#include "config.h"
 #include "file.h"
 #include "local.h"
 #include "queue.h"
@@ -230,7 +229,6 @@ static void
 maildir_sync_failed(const struct maildir_pending *p, int err)
 {
 	struct local_result res;
-	char *to;
 
 	local_result_init(&res);
 	local_result_errno(&res, err, "maildir delivery failed: sync %s",
@@ -249,13 +247,9 @@ maildir_sync_failed(const struct maildir_pending *p, int err)
 		 * what became of it. A recipient not logged yet gets its
 		 * line, with the result above, from deliver_agent_serve.
 		 */
-		if (!rc->logged)
-			continue;
-		to = strchr(w->to, '@') != NULL ? xstrdup(w->to) :
-		    xasprintf("%s@%s", w->to, config_str("myorigin"));
-		deliver_log(w->req, w->rcpt, to, res.status, res.dsn,
-		    res.reason);
-		free(to);
+		if (rc->logged)
+			local_log_to(w->req, w->rcpt, w->to, res.status,
+			    res.dsn, res.reason);
 	}
 	local_result_free(&res);
 }

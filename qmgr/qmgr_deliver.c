@@ -508,6 +508,41 @@ job_defer(struct qmgr_job *job, const char *dsn, const char *why,
 }
 
 /*
+ * The job's reply is in and a request was sent behind it: that one is
+ * answered next, and takes over the connection, the slot and the
+ * job's place among running jobs. Returns it; *why is set (and it must
+ * be failed) when its connection cannot be watched.
+ */
+static struct qmgr_job *
+job_hand_over(struct qmgr_job *job, char **why)
+{
+	struct qmgr_job *next = job->batch;
+
+	job->batch = NULL;
+	next->rprev = job->rprev;
+	next->rnext = job->rnext;
+	if (next->rprev != NULL)
+		next->rprev->rnext = next;
+	else
+		running = next;
+	if (next->rnext != NULL)
+		next->rnext->rprev = next;
+	next->s = job->s;
+	job->s = NULL;
+	/* An agent may end a connection after any reply, as on a kept
+	 * one: then next goes again on a new connection. */
+	next->reused = 1;
+	if (event_fd_add(qmgr.loop, next->s->fd, EVENT_READ, job_readable,
+	    next) < 0)
+		*why = xasprintf("delivery agent %s failed: event loop: %m",
+		    next->dest->tp->name);
+	else
+		next->timer = event_timer_add(qmgr.loop, job_timeout_ms(next),
+		    job_timeout, next);
+	return next;
+}
+
+/*
  * The job is over (its results recorded): forget it, keep its agent
  * connection when asked and allowed, tell its message (which may finish
  * and go away), start more work. When a job was sent behind it on the
@@ -526,30 +561,7 @@ job_free(struct qmgr_job *job, int was_running, int keep)
 	if (job->timer != 0)
 		event_timer_cancel(qmgr.loop, job->timer);
 	if (was_running && keep && job->batch != NULL) {
-		/* The next request on the connection is answered next: it
-		 * takes over the connection and the slot. */
-		next = job->batch;
-		job->batch = NULL;
-		next->rprev = job->rprev;
-		next->rnext = job->rnext;
-		if (next->rprev != NULL)
-			next->rprev->rnext = next;
-		else
-			running = next;
-		if (next->rnext != NULL)
-			next->rnext->rprev = next;
-		next->s = job->s;
-		job->s = NULL;
-		/* An agent may end a connection after any reply, as on a
-		 * kept one: then next goes again on a new connection. */
-		next->reused = 1;
-		if (event_fd_add(qmgr.loop, next->s->fd, EVENT_READ,
-		    job_readable, next) < 0)
-			why = xasprintf("delivery agent %s failed: event "
-			    "loop: %m", d->tp->name);
-		else
-			next->timer = event_timer_add(qmgr.loop,
-			    job_timeout_ms(next), job_timeout, next);
+		next = job_hand_over(job, &why);
 		was_running = 0;
 	}
 	if (job->s != NULL)
